@@ -1,0 +1,34 @@
+"""mnist_lessons: the code behind the MNIST Lessons book, one module per concern.
+
+- :mod:`~mnist_lessons.config`   settings read from the environment (one place)
+- :mod:`~mnist_lessons.runtime`  versions, devices, seeding, Colab detection
+- :mod:`~mnist_lessons.data`     loading MNIST offline, scaling, one-hot, batches
+- :mod:`~mnist_lessons.viz`      the course's plotting style and figures
+
+Chapters start with ``setup_course()``, which fixes the random seed and the plotting style.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow logs CPU-feature and oneDNN notes to stderr on import; in a course they are noise
+# that would land in every rendered page. Set before any module imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
+
+
+def setup_course(seed: int = 0) -> int:
+    """Fix the random seed (Python, NumPy, TensorFlow) and apply the course's plotting style.
+
+    One call at the top of every chapter makes its numbers and figures repeatable.
+
+    Returns:
+        The seed used.
+    """
+    from .runtime import set_seed
+    from .viz import use_course_style
+
+    use_course_style()
+    return set_seed(seed)

@@ -1,0 +1,188 @@
+"""Figures of the course (matplotlib), and its one plotting style.
+
+Every plot function takes data (and optionally an ``ax`` or ``fig`` to draw into), returns the
+:class:`~matplotlib.figure.Figure`, and never calls ``show()``: the notebook displays what it
+returns, and tests can count its panels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .data import N_CLASSES, check_images, check_labels
+
+# Digits are drawn dark on light, as on paper; heat maps use one diverging scale.
+DIGIT_CMAP = "gray_r"
+COURSE_STYLE: dict[str, Any] = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "figure.figsize": (7.0, 3.5),
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "image.cmap": DIGIT_CMAP,
+    "image.interpolation": "nearest",
+    "axes.prop_cycle": matplotlib.cycler(color=["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                                                "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]),
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib settings (called by :func:`mnist_lessons.setup_course`)."""
+    matplotlib.rcParams.update(COURSE_STYLE)
+
+
+def _grid(n: int, n_cols: int, fig: Figure | None, panel: float = 1.1) -> tuple[Figure, np.ndarray]:
+    n_cols = max(1, min(n_cols, n))
+    n_rows = int(np.ceil(n / n_cols))
+    if fig is None:
+        fig = plt.figure(figsize=(panel * n_cols, panel * n_rows + 0.3))
+    axes = np.atleast_1d(fig.subplots(n_rows, n_cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
+
+
+def plot_digits(images: Any, labels: Any | None = None, *, predictions: Any | None = None,
+                n_cols: int = 10, fig: Figure | None = None, title: str | None = None) -> Figure:
+    """A gallery of digits, each titled with its label (and prediction, if given).
+
+    Args:
+        images: (N, 28, 28) or (N, 784), uint8 0-255 or float 0-1.
+        labels: (N,) true digits, or None.
+        predictions: (N,) predicted digits; a wrong prediction is titled in red.
+        n_cols: panels per row.
+
+    Returns:
+        The figure, with one axes per image.
+    """
+    imgs = check_images(images)
+    n = len(imgs)
+    if n == 0:
+        raise ValueError("plot_digits needs at least one image")
+    labels = None if labels is None else check_labels(labels, n)
+    predictions = None if predictions is None else check_labels(predictions, n)
+    fig, axes = _grid(n, n_cols, fig)
+    for i, ax in enumerate(axes):
+        ax.imshow(imgs[i], cmap=DIGIT_CMAP)
+        ax.set_axis_off()
+        if predictions is not None:
+            wrong = labels is not None and predictions[i] != labels[i]
+            text = f"{predictions[i]}" + (f" (true {labels[i]})" if wrong else "")
+            ax.set_title(text, color="tab:red" if wrong else "black", fontsize=9)
+        elif labels is not None:
+            ax.set_title(str(labels[i]), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_class_counts(y_train: Any, y_test: Any, ax: Axes | None = None) -> Figure:
+    """Bars of how many images each digit has, training and test side by side."""
+    y_train, y_test = check_labels(y_train), check_labels(y_test)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    digits = np.arange(N_CLASSES)
+    width = 0.4
+    for offset, y, name in ((-width / 2, y_train, "training"), (width / 2, y_test, "test")):
+        counts = np.bincount(y, minlength=N_CLASSES)
+        ax.bar(digits + offset, counts, width, label=f"{name} ({len(y):,} images)")
+    ax.set_xticks(digits)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("images")
+    ax.legend(frameon=False)
+    ax.set_title("How many images of each digit")
+    return ax.figure
+
+
+def plot_pixel_histogram(images: Any, ax: Axes | None = None, bins: int = 64) -> Figure:
+    """Histogram of pixel intensities (log count), showing MNIST is mostly background."""
+    imgs = check_images(images)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(imgs.ravel(), bins=bins, color="tab:blue")
+    ax.set_yscale("log")
+    ax.set_xlabel("pixel intensity (0 = background, 255 = ink)" if imgs.dtype == np.uint8
+                  else "pixel intensity")
+    ax.set_ylabel("pixels (log scale)")
+    ax.set_title("Distribution of pixel intensities")
+    return ax.figure
+
+
+def mean_digits(images: Any, labels: Any) -> np.ndarray:
+    """The average image of each digit: (10, 28, 28) float64, in the images' own units."""
+    imgs = check_images(images)
+    labels = check_labels(labels, len(imgs))
+    missing = sorted(set(range(N_CLASSES)) - set(np.unique(labels).tolist()))
+    if missing:
+        raise ValueError(f"no image of digit(s) {missing}: pass a sample that has every digit")
+    return np.stack([imgs[labels == d].mean(axis=0) for d in range(N_CLASSES)])
+
+
+def plot_mean_digits(images: Any, labels: Any, fig: Figure | None = None) -> Figure:
+    """Ten panels: the average of all images of each digit."""
+    means = mean_digits(images, labels)
+    fig, axes = _grid(N_CLASSES, N_CLASSES, fig)
+    for d, ax in enumerate(axes):
+        ax.imshow(means[d], cmap=DIGIT_CMAP)
+        ax.set_title(f"mean {d}", fontsize=9)
+        ax.set_axis_off()
+    return fig
+
+
+def plot_digit_values(image: Any, ax: Axes | None = None, step: int = 1) -> Figure:
+    """One digit as the grid of numbers the network actually sees, drawn over the image.
+
+    Args:
+        image: one image (28, 28) or (784,).
+        step: print every ``step``-th value in each direction (1 prints all 784).
+    """
+    a = np.asarray(image)
+    if a.shape == (784,):
+        a = a.reshape(28, 28)
+    if a.shape != (28, 28):
+        raise ValueError(f"expected one image of shape (28, 28) or (784,), got {a.shape}: "
+                         "pass x[i], not the whole batch")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 9))
+    ax.imshow(a, cmap=DIGIT_CMAP)
+    threshold = a.max() / 2 if a.max() > 0 else 1
+    for r in range(0, 28, step):
+        for c in range(0, 28, step):
+            v = a[r, c]
+            text = f"{v:.2f}" if np.issubdtype(a.dtype, np.floating) else str(v)
+            ax.text(c, r, text, ha="center", va="center", fontsize=5.5,
+                    color="white" if v > threshold else "black")
+    ax.set_xticks(range(0, 28, 4))
+    ax.set_yticks(range(0, 28, 4))
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    return ax.figure
+
+
+def plot_bars(values: Sequence[float], labels: Sequence[str], *, ax: Axes | None = None,
+              xlabel: str = "", title: str = "", log: bool = False) -> Figure:
+    """Horizontal bars with their values printed at the end (tables a reader can see)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) != len(labels):
+        raise ValueError(f"{len(values)} values but {len(labels)} labels")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1))
+    y = np.arange(len(values))[::-1]
+    ax.barh(y, values, color="tab:blue")
+    ax.set_yticks(y, labels)
+    if log:
+        ax.set_xscale("log")
+    for yi, v in zip(y, values):
+        ax.text(v, yi, f" {v:,.0f}" if float(v).is_integer() else f" {v:,.3g}", va="center")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return ax.figure

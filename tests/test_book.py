@@ -1,0 +1,113 @@
+"""The book's structure: table of contents, configuration, and the notebooks themselves."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+CHAPTER_FILE = re.compile(r"ch(\d\d)_\w+\.ipynb")
+
+
+def _toc_files() -> list[str]:
+    return [ch["file"] for part in TOC["parts"] for ch in part["chapters"]]
+
+
+def _cells(nb_path: Path) -> list[dict]:
+    return json.loads(nb_path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def test_toc_lists_every_chapter_in_the_articles_order_and_nothing_missing():
+    files = _toc_files()
+    assert all((ROOT / f).with_suffix(".ipynb").exists() for f in files), "no empty pages"
+    assert sorted(f"book/{p.stem}" for p in NOTEBOOKS) == sorted(files), "every notebook is listed"
+    numbers = [int(CHAPTER_FILE.fullmatch(Path(f).name + ".ipynb").group(1)) for f in files]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert (ROOT / TOC["root"]).with_suffix(".md").exists()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_title_matches_its_step_number(nb):
+    number = int(CHAPTER_FILE.fullmatch(nb.name).group(1))
+    first = _cells(nb)[0]
+    assert first["cell_type"] == "markdown"
+    assert re.match(rf"# {number}\. \S", _source(first)), _source(first)[:60]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_committed_without_outputs(nb):
+    for cell in _cells(nb):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+def test_every_chapter_starts_with_the_same_colab_setup_cell_for_the_configured_repo():
+    setups = []
+    for nb in NOTEBOOKS:
+        code = [c for c in _cells(nb) if c["cell_type"] == "code"]
+        setups.append(code[0])
+        assert "remove-cell" in code[0]["metadata"].get("tags", []), nb.name
+    assert len({_source(c) for c in setups}) == 1, "the set-up cell differs between chapters"
+    text = _source(setups[0])
+    assert 'if "google.colab" in sys.modules:' in text  # does nothing outside Colab
+    url = re.search(r"git\+(https://\S+?)(?:@(\S+?))?\"", text)
+    assert url, text
+    assert url.group(1) == CONFIG["repository"]["url"]
+    assert url.group(2) == CONFIG["repository"]["branch"]
+
+
+def test_setup_cell_does_nothing_outside_colab():
+    nb = NOTEBOOKS[0]
+    code = next(c for c in _cells(nb) if c["cell_type"] == "code")
+    script = _source(code).replace("%pip install", "raise SystemExit('would install'); #")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
+
+
+def test_config_executes_every_chapter_and_fails_on_errors():
+    execute = CONFIG["execute"]
+    assert execute["execute_notebooks"] in ("cache", "force")
+    assert execute["allow_errors"] is False and execute["timeout"] >= 600
+    assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+
+
+def test_package_dependencies_never_pin_tensorflow_for_colab():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"]:
+        assert not dep.lower().startswith(("tensorflow", "keras")), dep
+        assert "==" not in dep and "<" not in dep, f"{dep} could replace Colab's packages"
+
+
+def test_intro_links_every_existing_chapter():
+    intro = (BOOK / "intro.md").read_text()
+    for nb in NOTEBOOKS:
+        assert f"{{doc}}`{nb.stem}`" in intro, nb.stem
+
+
+def test_no_chapter_cell_defines_functions_or_classes_of_its_own():
+    # Reusable logic lives in mnist_lessons/ with tests; chapters call it. The one exception is
+    # a function decorated with @tf.function, shown as a TensorFlow feature in chapter 1.
+    for nb in NOTEBOOKS:
+        for cell in _cells(nb):
+            if cell["cell_type"] != "code":
+                continue
+            for match in re.finditer(r"^(@tf\.function\n)?(?:def|class) (\w+)", _source(cell), re.M):
+                assert match.group(1), f"{nb.name} defines {match.group(2)}: move it to mnist_lessons"

@@ -1,0 +1,76 @@
+"""mnist_lessons.viz: each figure has the right panels, and wrong input gets a clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from mnist_lessons import viz
+
+
+def _images_drawn(fig: Figure) -> list[np.ndarray]:
+    return [im.get_array() for ax in fig.axes for im in ax.get_images()]
+
+
+def test_plot_digits_draws_one_panel_per_image_with_its_label(mnist):
+    fig = viz.plot_digits(mnist.x_train[:12], mnist.y_train[:12], n_cols=6)
+    assert isinstance(fig, Figure) and len(fig.axes) == 12
+    assert [ax.get_title() for ax in fig.axes[:5]] == ["5", "0", "4", "1", "9"]
+    assert all(a.shape == (28, 28) for a in _images_drawn(fig))
+    np.testing.assert_array_equal(_images_drawn(fig)[0], mnist.x_train[0])
+
+
+def test_plot_digits_marks_wrong_predictions(mnist):
+    preds = mnist.y_test[:3].copy()
+    preds[1] = 9
+    fig = viz.plot_digits(mnist.x_test[:3], mnist.y_test[:3], predictions=preds)
+    assert fig.axes[1].get_title() == "9 (true 2)"
+    assert fig.axes[0].get_title() == "7"
+
+
+def test_plot_digits_rejects_a_single_image_and_mismatched_labels(mnist):
+    with pytest.raises(ValueError, match="pass a batch"):
+        viz.plot_digits(mnist.x_train[0])
+    with pytest.raises(ValueError, match="expected 4 labels"):
+        viz.plot_digits(mnist.x_train[:4], mnist.y_train[:3])
+
+
+def test_plot_class_counts_bars_are_the_counts(mnist):
+    fig = viz.plot_class_counts(mnist.y_train, mnist.y_test)
+    bars = fig.axes[0].patches
+    assert len(bars) == 20
+    assert [b.get_height() for b in bars[:10]] == np.bincount(mnist.y_train).tolist()
+
+
+def test_plot_pixel_histogram_counts_every_pixel(mnist):
+    fig = viz.plot_pixel_histogram(mnist.x_test[:50])
+    assert sum(p.get_height() for p in fig.axes[0].patches) == 50 * 784
+
+
+def test_mean_digits_are_class_averages(mnist):
+    means = viz.mean_digits(mnist.x_test, mnist.y_test)
+    assert means.shape == (10, 28, 28)
+    np.testing.assert_allclose(means[7], mnist.x_test[mnist.y_test == 7].mean(axis=0))
+    fig = viz.plot_mean_digits(mnist.x_test, mnist.y_test)
+    assert len(fig.axes) == 10 and fig.axes[3].get_title() == "mean 3"
+    with pytest.raises(ValueError, match="no image of digit"):
+        viz.mean_digits(mnist.x_test[:5], mnist.y_test[:5])
+
+
+def test_plot_digit_values_writes_all_784_numbers(mnist):
+    fig = viz.plot_digit_values(mnist.x_train[0])
+    texts = fig.axes[0].texts
+    assert len(texts) == 784
+    assert texts[0].get_text() == "0"
+    assert max(int(t.get_text()) for t in texts) == mnist.x_train[0].max()
+    with pytest.raises(ValueError, match="pass x\\[i\\]"):
+        viz.plot_digit_values(mnist.x_train[:2])
+
+
+def test_plot_bars_labels_each_value():
+    fig = viz.plot_bars([800, 51200], ["conv1", "conv2"], xlabel="parameters")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2 and [t.get_text() for t in ax.texts] == [" 800", " 51,200"]
+    with pytest.raises(ValueError, match="2 values but 1 labels"):
+        viz.plot_bars([1, 2], ["a"])
