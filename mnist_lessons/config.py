@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("full", "ci")
+# The CI profile trains every run for this many steps (about a third of an epoch): enough for
+# the curves to fall and the accuracy to pass 95%, in seconds instead of minutes.
+CI_TRAIN_STEPS = 150
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ class Settings:
     def is_ci(self) -> bool:
         """True when the short CI training profile is active."""
         return self.profile == "ci"
+
+    @property
+    def max_train_steps(self) -> int | None:
+        """Cap on training steps per run: ``CI_TRAIN_STEPS`` in the CI profile, else none."""
+        return CI_TRAIN_STEPS if self.is_ci else None
 
 
 def default_cache_dir() -> Path:

@@ -186,3 +186,85 @@ def plot_bars(values: Sequence[float], labels: Sequence[str], *, ax: Axes | None
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return ax.figure
+
+
+def plot_training_curves(histories: dict[str, Any], fig: Figure | None = None,
+                         smooth: int = 20) -> Figure:
+    """Loss per step (log scale, smoothed) and test accuracy, one line per run.
+
+    Args:
+        histories: run name -> :class:`mnist_lessons.train.History`.
+        smooth: moving-average window over steps for the loss (1 draws raw losses).
+    """
+    if not histories:
+        raise ValueError("plot_training_curves needs at least one history")
+    if fig is None:
+        fig = plt.figure(figsize=(10, 3.6))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for name, h in histories.items():
+        losses = np.asarray(h.step_losses, dtype=float)
+        if len(losses) == 0:
+            raise ValueError(f"run {name!r} has no training steps")
+        w = max(1, min(smooth, len(losses)))
+        smoothed = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax_loss.plot(np.arange(w, len(losses) + 1), smoothed, label=name)
+        if h.evaluations:
+            steps, _, acc = zip(*h.evaluations)
+            ax_acc.plot(steps, 100 * np.asarray(acc), marker="o", label=name)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("training step")
+    ax_loss.set_ylabel("cross-entropy (log scale)")
+    ax_loss.set_title("Training loss")
+    ax_acc.set_xlabel("training step")
+    ax_acc.set_ylabel("test accuracy (%)")
+    ax_acc.set_title("Test accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(matrix: Any, ax: Axes | None = None) -> Figure:
+    """Heat map of a 10x10 confusion matrix (rows true, columns predicted), counts printed.
+
+    The colour scale is logarithmic so that the few mistakes show next to the large diagonal.
+    """
+    m = np.asarray(matrix)
+    if m.shape != (N_CLASSES, N_CLASSES):
+        raise ValueError(f"expected a 10x10 confusion matrix, got shape {m.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(np.log10(m + 1), cmap="Blues")
+    for (r, c), v in np.ndenumerate(m):
+        if v:
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if r == c else "black")
+    ax.set_xticks(range(N_CLASSES))
+    ax.set_yticks(range(N_CLASSES))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title("Confusion matrix (test set)")
+    ax.figure.colorbar(image, ax=ax, label="log10(count + 1)", shrink=0.8)
+    return ax.figure
+
+
+def plot_mistakes(images: Any, mistakes: Any, n: int = 20, n_cols: int = 10,
+                  fig: Figure | None = None) -> Figure:
+    """Gallery of misclassified digits: predicted digit with its confidence, and the truth.
+
+    Args:
+        images: the evaluated images (N, 28, 28).
+        mistakes: a :class:`mnist_lessons.evaluate.Mistakes` (most confident first).
+        n: how many to show.
+    """
+    imgs = check_images(images)
+    n = min(n, len(mistakes))
+    if n == 0:
+        raise ValueError("there are no mistakes to show")
+    fig, axes = _grid(n, n_cols, fig, panel=1.2)
+    for i, ax in enumerate(axes):
+        ax.imshow(imgs[mistakes.indices[i]], cmap=DIGIT_CMAP)
+        ax.set_axis_off()
+        ax.set_title(f"{mistakes.predicted[i]} ({mistakes.confidence[i]:.0%})\ntrue {mistakes.true[i]}",
+                     fontsize=8, color="tab:red")
+    return fig

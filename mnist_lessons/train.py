@@ -1,0 +1,248 @@
+"""Training the article's network: a ``tf.GradientTape`` loop compiled with ``tf.function``.
+
+:func:`train` is the whole of the article's step 10 in today's TensorFlow: shuffled batches from
+``tf.data``, the mean softmax cross-entropy, Adam, a progress line per epoch, and the test
+accuracy after each epoch. It runs unchanged on a CPU or a GPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .data import MNIST, make_dataset
+from .evaluate import accuracy_on_test_set
+from .model import ArticleCNN, Hyperparameters
+from .runtime import set_seed
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        steps: training steps run in this epoch.
+        loss: mean cross-entropy over the epoch's batches (nats per image).
+        loss_sum: the article's ``epoch_loss``: the sum of the batch losses.
+        train_accuracy: share of training images classified right while training (dropout on).
+        test_accuracy: share of the 10,000 test images right after the epoch (None if skipped).
+        seconds: training time of the epoch, evaluation excluded.
+        images_per_second: training throughput.
+    """
+
+    epoch: int
+    steps: int
+    loss: float
+    loss_sum: float
+    train_accuracy: float
+    test_accuracy: float | None
+    seconds: float
+    images_per_second: float
+
+
+@dataclass
+class History:
+    """Everything a training run measured, for the curves and the prose.
+
+    Attributes:
+        epochs: one :class:`EpochRecord` per epoch.
+        step_losses: the loss of every training step, in order.
+        evaluations: ``(step, training seconds so far, test accuracy)`` at each evaluation.
+        target_reached: ``(step, training seconds)`` when ``target_accuracy`` was first met.
+    """
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)
+    target_reached: tuple[int, float] | None = None
+
+    @property
+    def final_test_accuracy(self) -> float | None:
+        """The last measured test accuracy."""
+        return self.evaluations[-1][2] if self.evaluations else None
+
+    @property
+    def training_seconds(self) -> float:
+        """Total training time, evaluations excluded."""
+        return float(sum(e.seconds for e in self.epochs))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays, for saving next to cached weights."""
+        cols = {f"epoch_{k}": np.array([getattr(e, k) if getattr(e, k) is not None else np.nan
+                                        for e in self.epochs], dtype=float)
+                for k in EpochRecord.__dataclass_fields__}
+        cols["step_losses"] = np.asarray(self.step_losses, dtype=float)
+        cols["evaluations"] = np.asarray(self.evaluations, dtype=float).reshape(-1, 3)
+        cols["target_reached"] = np.asarray(self.target_reached or (np.nan, np.nan), dtype=float)
+        return cols
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "History":
+        """Inverse of :meth:`to_arrays`."""
+        names = list(EpochRecord.__dataclass_fields__)
+        epochs = []
+        for i in range(len(arrays["epoch_epoch"])):
+            row = {k: float(arrays[f"epoch_{k}"][i]) for k in names}
+            row["epoch"], row["steps"] = int(row["epoch"]), int(row["steps"])
+            row["test_accuracy"] = None if np.isnan(row["test_accuracy"]) else row["test_accuracy"]
+            epochs.append(EpochRecord(**row))
+        reached = arrays["target_reached"]
+        return cls(
+            epochs=epochs,
+            step_losses=arrays["step_losses"].tolist(),
+            evaluations=[(int(s), float(t), float(a)) for s, t, a in arrays["evaluations"]],
+            target_reached=None if np.isnan(reached[0]) else (int(reached[0]), float(reached[1])),
+        )
+
+
+def make_optimizer(name: str, hp: Hyperparameters, total_steps: int):
+    """Adam (the article's choice) or plain SGD, with the learning-rate schedule of ``hp``.
+
+    With ``hp.lr_decay < 1`` the rate follows a cosine from ``learning_rate`` down to
+    ``learning_rate * lr_decay`` over ``total_steps``; with 1.0 it stays constant.
+    """
+    import keras
+
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: use one of {OPTIMIZERS}")
+    lr: Any = hp.learning_rate
+    if hp.lr_decay < 1.0:
+        lr = keras.optimizers.schedules.CosineDecay(hp.learning_rate, max(1, total_steps),
+                                                    alpha=hp.lr_decay)
+    return keras.optimizers.Adam(lr) if name == "adam" else keras.optimizers.SGD(lr)
+
+
+def cross_entropy(labels, logits):
+    """Mean softmax cross-entropy of integer labels (N,) against logits (N, 10)."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                         logits=logits))
+
+
+class _Progress:
+    """One line per epoch; in a terminal or notebook it updates in place as steps finish."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, enabled: bool) -> None:
+        self.prefix = f"epoch {epoch}/{epochs}"
+        self.steps, self.enabled = steps, enabled
+        self.live = enabled and (sys.stdout.isatty() or "ipykernel" in sys.modules)
+        self.start = time.perf_counter()
+
+    def _line(self, step: int, images: int, loss: float, extra: str = "",
+              seconds: float | None = None) -> str:
+        width = 20
+        done = int(width * step / max(1, self.steps))
+        rate = images / max(1e-9, seconds if seconds else time.perf_counter() - self.start)
+        return (f"{self.prefix} [{'=' * done}{'.' * (width - done)}] {step}/{self.steps} steps"
+                f"  loss {loss:.4f}  {rate:,.0f} images/s{extra}")
+
+    def update(self, step: int, images: int, loss: float) -> None:
+        if self.live:
+            print("\r" + self._line(step, images, loss), end="", flush=True)
+
+    def done(self, step: int, images: int, loss: float, extra: str, seconds: float) -> None:
+        if self.enabled:
+            line = self._line(step, images, loss, extra, seconds)
+            print(("\r" if self.live else "") + line, flush=True)
+
+
+def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
+          optimizer: str = "adam", max_steps: int | None = None,
+          target_accuracy: float | None = None, eval_every: int | None = None,
+          evaluate: bool = True, verbose: bool = True) -> History:
+    """Train ``model`` on MNIST's 60,000 training images and return its :class:`History`.
+
+    Args:
+        model: the network to train (its variables are updated in place).
+        data: from :func:`mnist_lessons.data.load_mnist`.
+        hp: batch size, epochs, learning rate, seed; defaults to the model's own.
+        optimizer: ``"adam"`` (the article's) or ``"sgd"``.
+        max_steps: stop after this many steps in all (the CI profile uses it).
+        target_accuracy: stop as soon as the test accuracy reaches it (e.g. 0.99).
+        eval_every: also measure the test accuracy every this many steps (else once per epoch).
+        evaluate: measure the test accuracy at all (the benchmark turns it off).
+        verbose: print a progress line per epoch.
+    """
+    import tensorflow as tf
+
+    if not isinstance(model, ArticleCNN):
+        raise TypeError(f"train() expects an ArticleCNN, got {type(model).__name__}")
+    hp = hp or model.hp
+    if target_accuracy is not None and not 0 < target_accuracy <= 1:
+        raise ValueError(f"target_accuracy is a share in (0, 1], got {target_accuracy}")
+    set_seed(hp.seed)
+    steps_per_epoch = -(-len(data.x_train) // hp.batch_size)
+    total = hp.epochs * steps_per_epoch if max_steps is None else min(max_steps, hp.epochs * steps_per_epoch)
+    opt = make_optimizer(optimizer, hp, total)
+    dataset = make_dataset(data.x_train, data.y_train, hp.batch_size, seed=hp.seed)
+    variables = model.variables
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = cross_entropy(labels, logits)
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels,
+                                        tf.int32))
+        return loss, correct
+
+    history = History()
+
+    def evaluate_now(step: int, seconds: float) -> float:
+        acc = accuracy_on_test_set(model, data)
+        history.evaluations.append((step, seconds, acc))
+        if target_accuracy is not None and acc >= target_accuracy and not history.target_reached:
+            history.target_reached = (step, seconds)
+        return acc
+
+    step, clock = 0, 0.0  # clock: seconds of training so far, evaluations excluded
+    for epoch in range(1, hp.epochs + 1):
+        if step >= total or history.target_reached:
+            break
+        progress = _Progress(epoch, hp.epochs, min(steps_per_epoch, total - step), verbose)
+        losses, correct, images, epoch_seconds, acc = [], 0, 0, 0.0, None
+        started = time.perf_counter()
+        for batch_images, batch_labels in dataset:
+            loss, right = train_step(batch_images, batch_labels)
+            losses.append(loss)
+            correct += right
+            images += int(batch_labels.shape[0])
+            step += 1
+            if len(losses) % 25 == 0:
+                progress.update(len(losses), images, float(loss))
+            if evaluate and eval_every and step % eval_every == 0:
+                float(loss)  # wait for the step to finish before reading the clock
+                epoch_seconds += time.perf_counter() - started
+                acc = evaluate_now(step, clock + epoch_seconds)
+                started = time.perf_counter()
+            if step >= total or history.target_reached:
+                break
+        float(losses[-1])
+        epoch_seconds += time.perf_counter() - started
+        clock += epoch_seconds
+        if evaluate and not (history.evaluations and history.evaluations[-1][0] == step):
+            acc = evaluate_now(step, clock)
+        step_losses = [float(v) for v in losses]
+        history.step_losses += step_losses
+        record = EpochRecord(epoch=epoch, steps=len(losses), loss=float(np.mean(step_losses)),
+                             loss_sum=float(np.sum(step_losses)),
+                             train_accuracy=int(correct) / images, test_accuracy=acc,
+                             seconds=epoch_seconds, images_per_second=images / epoch_seconds)
+        history.epochs.append(record)
+        extra = f"  train acc {record.train_accuracy:.2%}"
+        extra += f"  test acc {acc:.2%}" if acc is not None else ""
+        progress.done(len(losses), images, record.loss, extra + f"  {epoch_seconds:.1f} s",
+                      epoch_seconds)
+    if verbose and history.target_reached:
+        print(f"reached {target_accuracy:.1%} test accuracy after {history.target_reached[0]} "
+              f"steps, {history.target_reached[1]:.1f} s of training")
+    return history
