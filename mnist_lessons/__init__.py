@@ -19,16 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 
-def setup_course(seed: int = 0) -> int:
+def setup_course(seed: int = 0) -> None:
     """Fix the random seed (Python, NumPy, TensorFlow) and apply the course's plotting style.
 
-    One call at the top of every chapter makes its numbers and figures repeatable.
-
-    Returns:
-        The seed used.
+    One call at the top of every chapter makes its numbers and figures repeatable. It returns
+    nothing, so the call adds no output to the chapter.
     """
     from .runtime import set_seed
     from .viz import use_course_style
 
     use_course_style()
-    return set_seed(seed)
+    set_seed(seed)

@@ -502,8 +502,36 @@ class ShuffledBatches:
         return self.x[idx], self.y[idx]
 
 
+def random_shift(images, max_pixels: int, seed: int | None = None):
+    """Move each image of a batch by its own random whole-pixel offset, filling with background.
+
+    Args:
+        images: float32 (batch, 28, 28, 1).
+        max_pixels: largest move in each direction; offsets are drawn uniformly from
+            ``-max_pixels..max_pixels`` for rows and columns independently.
+
+    Returns:
+        A tensor of the same shape. A digit moved by two pixels is still the same digit, so
+        training on such copies teaches the network that position does not matter
+        (*data augmentation*).
+    """
+    import tensorflow as tf
+
+    if max_pixels == 0:
+        return images
+    n = tf.shape(images)[0]
+    offsets = tf.random.uniform([n, 2], -max_pixels, max_pixels + 1, dtype=tf.int32, seed=seed)
+    dx, dy = tf.unstack(tf.cast(offsets, tf.float32), axis=1)
+    one, zero = tf.ones_like(dx), tf.zeros_like(dx)
+    # Projective transform mapping output (x, y) to input (x - dx, y - dy): a pure translation.
+    transforms = tf.stack([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")
+
+
 def make_dataset(x: Any, y: Any, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
-                 flatten: bool = False):
+                 flatten: bool = False, shift: int = 0):
     """A ``tf.data`` pipeline of scaled image batches for training or evaluation.
 
     Shuffles the uint8 images (when ``shuffle``; a fresh order each epoch, seeded), batches them
@@ -514,6 +542,7 @@ def make_dataset(x: Any, y: Any, batch_size: int = 128, *, shuffle: bool = True,
         x: uint8 images (N, 28, 28).
         y: integer labels (N,).
         flatten: yield (batch, 784) as in the article instead of (batch, 28, 28, 1).
+        shift: move each training image by up to this many pixels (see :func:`random_shift`).
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)``: float32 (batch, 28, 28, 1) or
@@ -530,8 +559,12 @@ def make_dataset(x: Any, y: Any, batch_size: int = 128, *, shuffle: bool = True,
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     shape = (-1, IMAGE_SIDE * IMAGE_SIDE) if flatten else (-1, IMAGE_SIDE, IMAGE_SIDE, 1)
 
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or not 0 <= shift <= 8:
+        raise ValueError(f"shift is a number of pixels from 0 to 8, got {shift!r}")
+
     def scale(xb, yb):
-        return tf.reshape(tf.cast(xb, tf.float32) / 255.0, shape), yb
+        images = tf.cast(xb, tf.float32)[..., None] / 255.0
+        return tf.reshape(random_shift(images, shift, seed), shape), yb
 
     return ds.batch(batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Record ``value`` under ``name`` for the book's prose, and return it.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Record ``value`` under ``name`` for the book's prose.
+
+    Returns nothing, so a ``glue`` call at the end of a cell adds no stray output.
 
     Args:
         name: the key the prose cites, e.g. ``"ch2_mean_pixel"``.
@@ -28,6 +30,5 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
             from IPython.display import display as show
 
             show(value)
-        return value
+        return
     myst_glue(name, value, display=display)
-    return value

@@ -65,3 +65,41 @@ def describe_runtime() -> dict[str, Any]:
         "eager": tf.executing_eagerly(),
         "colab": in_colab(),
     }
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def has_fast_bfloat16() -> bool:
+    """True when this machine multiplies bfloat16 in hardware, so mixed precision pays.
+
+    That is a GPU of compute capability 8.0 or newer (A100, H100, L4...), or a CPU with AMX or
+    AVX-512 BF16 instructions (recent Xeons). Elsewhere bfloat16 is emulated and slower.
+    """
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= (8, 0):
+            return True
+    if tf.config.list_physical_devices("GPU"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def resolve_precision(precision: str = "auto") -> str:
+    """``"float32"`` or ``"bfloat16"``: the compute type training uses for ``precision``.
+
+    ``"auto"`` picks bfloat16 where :func:`has_fast_bfloat16` says the hardware has it. Weights
+    are always stored and updated in float32; only the multiplications run in bfloat16.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
+    if precision == "auto":
+        return "bfloat16" if has_fast_bfloat16() else "float32"
+    return precision

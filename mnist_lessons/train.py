@@ -17,7 +17,7 @@ import numpy as np
 from .data import MNIST, make_dataset
 from .evaluate import accuracy_on_test_set
 from .model import ArticleCNN, Hyperparameters
-from .runtime import set_seed
+from .runtime import resolve_precision, set_seed
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -119,6 +119,15 @@ def make_optimizer(name: str, hp: Hyperparameters, total_steps: int):
     return keras.optimizers.Adam(lr) if name == "adam" else keras.optimizers.SGD(lr)
 
 
+def learning_rates(hp: Hyperparameters, n_train: int = 60_000) -> tuple[np.ndarray, np.ndarray]:
+    """The learning rate at every step of a full run with ``hp``: ``(steps, rates)``."""
+    total = hp.epochs * -(-n_train // hp.batch_size)
+    lr = make_optimizer("adam", hp, total)._learning_rate
+    steps = np.arange(total + 1)
+    rates = np.array([float(lr(s)) for s in steps]) if callable(lr) else np.full(len(steps), float(lr))
+    return steps, rates
+
+
 def cross_entropy(labels, logits):
     """Mean softmax cross-entropy of integer labels (N,) against logits (N, 10)."""
     import tensorflow as tf
@@ -127,31 +136,82 @@ def cross_entropy(labels, logits):
                                                                          logits=logits))
 
 
-class _Progress:
-    """One line per epoch; in a terminal or notebook it updates in place as steps finish."""
+def make_train_step(model: ArticleCNN, optimizer, compute_dtype: str = "float32",
+                    jit_compile: bool = False):
+    """One compiled training step: forward with dropout, loss, gradients, optimizer update.
 
-    def __init__(self, epoch: int, epochs: int, steps: int, enabled: bool) -> None:
-        self.prefix = f"epoch {epoch}/{epochs}"
-        self.steps, self.enabled = steps, enabled
-        self.live = enabled and (sys.stdout.isatty() or "ipykernel" in sys.modules)
-        self.start = time.perf_counter()
+    Returns a ``tf.function`` taking ``(images, labels)`` (float32 (batch, 28, 28, 1), int32
+    (batch,)) and returning ``(mean loss, number of correct predictions)``. ``jit_compile``
+    asks XLA to fuse the step (measured slower on CPU here; see the benchmark).
+    """
+    import tensorflow as tf
 
-    def _line(self, step: int, images: int, loss: float, extra: str = "",
-              seconds: float | None = None) -> str:
+    variables = model.variables
+
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model.stages(images, training=True, compute_dtype=compute_dtype)["logits"]
+            loss = cross_entropy(labels, logits)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        predicted = tf.argmax(logits, 1, output_type=tf.int32)
+        return loss, tf.reduce_sum(tf.cast(predicted == labels, tf.int32))
+
+    return train_step
+
+
+class Progress:
+    """Training progress: one line per epoch, the current one updated as steps finish.
+
+    In a notebook (Jupyter, Colab) the lines live in one output area that is updated in place,
+    so a saved or rendered notebook keeps only the finished lines. In a terminal the current line
+    is redrawn with a carriage return; elsewhere (logs, CI) only finished lines are printed.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.lines: list[str] = []
+        self.handle = None
+        self.tty = enabled and sys.stdout.isatty()
+        if enabled and not self.tty:
+            try:
+                from IPython import get_ipython
+                from IPython.display import display
+
+                if get_ipython() is not None and hasattr(get_ipython(), "kernel"):
+                    self.handle = display({"text/plain": ""}, raw=True, display_id=True)
+            except ImportError:  # pragma: no cover - IPython is always there with Jupyter
+                pass
+
+    @staticmethod
+    def line(epoch: int, epochs: int, step: int, steps: int, loss: float, rate: float,
+             extra: str = "") -> str:
+        """``epoch 2/10 [=====.....] 120/469 steps  loss 0.0412  5,400 images/s``."""
         width = 20
-        done = int(width * step / max(1, self.steps))
-        rate = images / max(1e-9, seconds if seconds else time.perf_counter() - self.start)
-        return (f"{self.prefix} [{'=' * done}{'.' * (width - done)}] {step}/{self.steps} steps"
-                f"  loss {loss:.4f}  {rate:,.0f} images/s{extra}")
+        done = int(width * step / max(1, steps))
+        return (f"epoch {epoch}/{epochs} [{'=' * done}{'.' * (width - done)}] {step}/{steps} "
+                f"steps  loss {loss:.4f}  {rate:,.0f} images/s{extra}")
 
-    def update(self, step: int, images: int, loss: float) -> None:
-        if self.live:
-            print("\r" + self._line(step, images, loss), end="", flush=True)
+    def _show(self, current: str | None) -> None:
+        text = "\n".join(self.lines + ([current] if current else []))
+        self.handle.update({"text/plain": text}, raw=True)
 
-    def done(self, step: int, images: int, loss: float, extra: str, seconds: float) -> None:
-        if self.enabled:
-            line = self._line(step, images, loss, extra, seconds)
-            print(("\r" if self.live else "") + line, flush=True)
+    def update(self, line: str) -> None:
+        """Show the current, unfinished epoch's line."""
+        if self.handle is not None:
+            self._show(line)
+        elif self.tty:
+            print("\r" + line, end="", flush=True)
+
+    def finish(self, line: str) -> None:
+        """Replace the current line by its final version and keep it."""
+        if not self.enabled:
+            return
+        self.lines.append(line)
+        if self.handle is not None:
+            self._show(None)
+        else:
+            print(("\r" if self.tty else "") + line, flush=True)
 
 
 def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
@@ -171,29 +231,18 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         evaluate: measure the test accuracy at all (the benchmark turns it off).
         verbose: print a progress line per epoch.
     """
-    import tensorflow as tf
-
     if not isinstance(model, ArticleCNN):
         raise TypeError(f"train() expects an ArticleCNN, got {type(model).__name__}")
     hp = hp or model.hp
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy is a share in (0, 1], got {target_accuracy}")
     set_seed(hp.seed)
+    compute_dtype = resolve_precision(hp.precision)
     steps_per_epoch = -(-len(data.x_train) // hp.batch_size)
     total = hp.epochs * steps_per_epoch if max_steps is None else min(max_steps, hp.epochs * steps_per_epoch)
     opt = make_optimizer(optimizer, hp, total)
-    dataset = make_dataset(data.x_train, data.y_train, hp.batch_size, seed=hp.seed)
-    variables = model.variables
-
-    @tf.function(reduce_retracing=True)
-    def train_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = cross_entropy(labels, logits)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels,
-                                        tf.int32))
-        return loss, correct
+    dataset = make_dataset(data.x_train, data.y_train, hp.batch_size, seed=hp.seed, shift=hp.shift)
+    train_step = make_train_step(model, opt, compute_dtype)
 
     history = History()
 
@@ -205,10 +254,12 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         return acc
 
     step, clock = 0, 0.0  # clock: seconds of training so far, evaluations excluded
-    for epoch in range(1, hp.epochs + 1):
+    progress = Progress(verbose)
+    n_epochs = -(-total // steps_per_epoch)  # fewer than hp.epochs when max_steps cuts training
+    for epoch in range(1, n_epochs + 1):
         if step >= total or history.target_reached:
             break
-        progress = _Progress(epoch, hp.epochs, min(steps_per_epoch, total - step), verbose)
+        epoch_steps = min(steps_per_epoch, total - step)
         losses, correct, images, epoch_seconds, acc = [], 0, 0, 0.0, None
         started = time.perf_counter()
         for batch_images, batch_labels in dataset:
@@ -217,8 +268,10 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
             correct += right
             images += int(batch_labels.shape[0])
             step += 1
-            if len(losses) % 25 == 0:
-                progress.update(len(losses), images, float(loss))
+            if verbose and len(losses) % 25 == 0:
+                rate = images / (epoch_seconds + time.perf_counter() - started)
+                progress.update(Progress.line(epoch, n_epochs, len(losses), epoch_steps,
+                                              float(loss), rate))
             if evaluate and eval_every and step % eval_every == 0:
                 float(loss)  # wait for the step to finish before reading the clock
                 epoch_seconds += time.perf_counter() - started
@@ -240,9 +293,9 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         history.epochs.append(record)
         extra = f"  train acc {record.train_accuracy:.2%}"
         extra += f"  test acc {acc:.2%}" if acc is not None else ""
-        progress.done(len(losses), images, record.loss, extra + f"  {epoch_seconds:.1f} s",
-                      epoch_seconds)
-    if verbose and history.target_reached:
-        print(f"reached {target_accuracy:.1%} test accuracy after {history.target_reached[0]} "
-              f"steps, {history.target_reached[1]:.1f} s of training")
+        progress.finish(Progress.line(epoch, n_epochs, len(losses), epoch_steps, record.loss,
+                                      record.images_per_second, extra + f"  {epoch_seconds:.1f} s"))
+    if history.target_reached:
+        progress.finish(f"reached {target_accuracy:.1%} test accuracy after "
+                        f"{history.target_reached[0]} steps, {history.target_reached[1]:.1f} s of training")
     return history

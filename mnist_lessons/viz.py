@@ -268,3 +268,50 @@ def plot_mistakes(images: Any, mistakes: Any, n: int = 20, n_cols: int = 10,
         ax.set_title(f"{mistakes.predicted[i]} ({mistakes.confidence[i]:.0%})\ntrue {mistakes.true[i]}",
                      fontsize=8, color="tab:red")
     return fig
+
+
+def plot_activation_scales(scales: dict[str, dict[str, float]], ax: Axes | None = None) -> Figure:
+    """Grouped bars (log scale): the spread of each stage's values, one colour per run.
+
+    Args:
+        scales: run name -> {stage name -> standard deviation}, from
+            :func:`mnist_lessons.model.activation_scales`; every run has the same stages.
+    """
+    if not scales:
+        raise ValueError("plot_activation_scales needs at least one run")
+    stages = list(next(iter(scales.values())))
+    if any(list(s) != stages for s in scales.values()):
+        raise ValueError("every run must have the same stages, in the same order")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.5))
+    width = 0.8 / len(scales)
+    x = np.arange(len(stages))
+    for i, (name, s) in enumerate(scales.items()):
+        ax.bar(x + (i - (len(scales) - 1) / 2) * width, [s[k] for k in stages], width, label=name)
+    ax.set_yscale("log")
+    ax.set_xticks(x, stages, rotation=30)
+    ax.set_ylabel("standard deviation (log scale)")
+    ax.set_title("How large the values are at each stage, for a batch of real digits")
+    ax.legend(frameon=False)
+    return ax.figure
+
+
+def plot_flat_and_image(image: Any, fig: Figure | None = None) -> Figure:
+    """One digit twice: as the flat 784-long row the old loader gave, and reshaped to 28x28."""
+    a = np.asarray(image)
+    if a.shape not in ((784,), (28, 28)):
+        raise ValueError(f"expected one image of shape (784,) or (28, 28), got {a.shape}")
+    flat = a.reshape(1, 784)
+    if fig is None:
+        fig = plt.figure(figsize=(10, 3))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 6], width_ratios=[6, 1.2])
+    strip = fig.add_subplot(grid[0, :])
+    strip.imshow(flat, aspect="auto", cmap=DIGIT_CMAP)
+    strip.set_yticks([])
+    strip.set_xticks(range(0, 785, 112))
+    strip.set_title("as the network's input arrives: 784 numbers in a row")
+    square = fig.add_subplot(grid[1, 1])
+    square.imshow(flat.reshape(28, 28), cmap=DIGIT_CMAP)
+    square.set_axis_off()
+    square.set_title("reshaped to 28 x 28")
+    return fig

@@ -351,3 +351,38 @@ def test_make_dataset_without_shuffle_keeps_order_and_can_flatten(mnist):
     np.testing.assert_array_equal(batches[0][1].numpy()[:5], [7, 2, 1, 0, 4])
     with pytest.raises(ValueError, match="uint8"):
         make_dataset(scale_images(mnist.x_test[:10]), mnist.y_test[:10])
+
+
+def _shift_with_zeros(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_random_shift_moves_each_image_by_its_own_whole_pixel_offset(mnist):
+    import tensorflow as tf
+
+    from mnist_lessons.data import random_shift
+
+    x = scale_images(mnist.x_test[:64])[..., None]
+    shifted = random_shift(tf.constant(x), 2, seed=3).numpy()
+    offsets = []
+    for original, moved in zip(x, shifted):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(_shift_with_zeros(original, dy, dx), moved)]
+        assert matches, "every output is the input moved by at most 2 pixels"
+        offsets.append(matches[0])
+    assert len(set(offsets)) > 5, "offsets differ from image to image"
+    np.testing.assert_array_equal(random_shift(tf.constant(x), 0).numpy(), x)
+
+
+def test_make_dataset_with_shift_keeps_labels_and_rejects_big_shifts(mnist):
+    ds = make_dataset(mnist.x_test[:256], mnist.y_test[:256], 256, shuffle=False, shift=2)
+    images, labels = next(iter(ds))
+    np.testing.assert_array_equal(labels.numpy(), mnist.y_test[:256])
+    assert images.shape == (256, 28, 28, 1)
+    assert not np.allclose(images.numpy()[..., 0], mnist.x_test[:256] / 255.0)
+    with pytest.raises(ValueError, match="0 to 8"):
+        make_dataset(mnist.x_test[:8], mnist.y_test[:8], shift=20)

@@ -148,3 +148,26 @@ def test_set_weights_round_trips_and_checks_names_and_shapes(test_images):
         b.set_weights(weights)
     with pytest.raises(ValueError, match="missing"):
         b.set_weights({"weights/W_conv1": weights["weights/W_conv1"]})
+
+
+def test_activation_scales_grow_with_the_article_init_and_stay_put_with_glorot(test_images):
+    from mnist_lessons.model import activation_scales
+
+    x, _ = test_images
+    article = activation_scales(ArticleCNN(Hyperparameters(init="article")), x)
+    glorot = activation_scales(ArticleCNN(Hyperparameters(init="glorot")), x)
+    assert list(article) == ["reshaped", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2",
+                             "flat", "fc", "logits"]
+    assert article["logits"] > 1000 * glorot["logits"]
+    assert article["conv2"] > 10 * article["conv1"]  # roughly sqrt(800) times larger
+    assert 0.01 < glorot["logits"] < 10
+
+
+def test_bfloat16_forward_is_close_to_float32(test_images):
+    x, _ = test_images
+    model = ArticleCNN(Hyperparameters(seed=4))
+    full = model(x).numpy()
+    half = model.stages(x, compute_dtype="bfloat16")["logits"]
+    assert half.dtype == tf.float32
+    np.testing.assert_allclose(half.numpy(), full, atol=0.05 * np.abs(full).max())
+    assert (half.numpy().argmax(1) == full.argmax(1)).mean() > 0.9

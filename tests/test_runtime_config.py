@@ -65,8 +65,30 @@ def test_describe_runtime_reports_versions_and_at_least_a_cpu():
 def test_setup_course_seeds_and_styles():
     import matplotlib
 
-    assert setup_course(7) == 7
+    assert setup_course(7) is None
     assert matplotlib.rcParams["image.cmap"] == "gray_r"
     first = tf.random.uniform([2]).numpy()
     setup_course(7)
     np.testing.assert_array_equal(first, tf.random.uniform([2]).numpy())
+
+
+def test_resolve_precision_follows_the_hardware(monkeypatch):
+    from mnist_lessons import runtime
+
+    assert runtime.resolve_precision("float32") == "float32"
+    assert runtime.resolve_precision("bfloat16") == "bfloat16"
+    monkeypatch.setattr(runtime, "has_fast_bfloat16", lambda: True)
+    assert runtime.resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(runtime, "has_fast_bfloat16", lambda: False)
+    assert runtime.resolve_precision() == "float32"
+    with pytest.raises(ValueError, match="unknown precision 'float16'"):
+        runtime.resolve_precision("float16")
+
+
+def test_has_fast_bfloat16_matches_the_cpu_flags():
+    from mnist_lessons.runtime import has_fast_bfloat16
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    expected = " amx_bf16" in flags or " avx512_bf16" in flags
+    if not tf.config.list_physical_devices("GPU"):
+        assert has_fast_bfloat16() == expected

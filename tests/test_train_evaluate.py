@@ -133,3 +133,54 @@ def test_softmax_is_stable_and_sums_to_one():
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     np.testing.assert_allclose(p[0], [0.5, 0.5, 0.0])
     np.testing.assert_allclose(p[1], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum())
+
+
+def test_learning_rates_cover_a_full_run():
+    from mnist_lessons.train import learning_rates
+
+    steps, rates = learning_rates(Hyperparameters(epochs=2, lr_decay=0.1))
+    assert len(steps) == 2 * 469 + 1
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert np.all(np.diff(rates) <= 1e-12)
+    _, constant = learning_rates(Hyperparameters(epochs=1))
+    assert np.all(constant == pytest.approx(1e-3))
+
+
+@pytest.mark.slow
+def test_shift_augmentation_and_bfloat16_train_too(mnist):
+    hp = Hyperparameters(shift=2, precision="bfloat16", seed=2)
+    h = train(ArticleCNN(hp), mnist, hp, max_steps=100, verbose=False)
+    assert np.mean(h.step_losses[-10:]) < 0.5 * np.mean(h.step_losses[:10])
+    assert h.final_test_accuracy > 0.9
+
+
+def test_progress_prints_only_finished_lines_outside_notebooks(capsys):
+    from mnist_lessons.train import Progress
+
+    p = Progress(enabled=True)
+    p.update(Progress.line(1, 2, 10, 469, 0.5, 1000.0))
+    p.finish(Progress.line(1, 2, 469, 469, 0.1, 5000.0, "  test acc 98.00%"))
+    out = capsys.readouterr().out
+    assert out == "epoch 1/2 [====================] 469/469 steps  loss 0.1000  5,000 images/s  test acc 98.00%\n"
+    Progress(enabled=False).finish("hidden")
+    assert capsys.readouterr().out == ""
+
+
+def test_progress_in_a_notebook_updates_one_output_in_place():
+    from mnist_lessons.train import Progress
+
+    class FakeHandle:
+        def __init__(self):
+            self.shown = []
+
+        def update(self, data, raw):
+            self.shown.append(data["text/plain"])
+
+    p = Progress(enabled=True)
+    p.handle = FakeHandle()
+    p.update("epoch 1/2 half")
+    p.finish("epoch 1/2 done")
+    p.update("epoch 2/2 half")
+    p.finish("epoch 2/2 done")
+    assert p.handle.shown == ["epoch 1/2 half", "epoch 1/2 done", "epoch 1/2 done\nepoch 2/2 half",
+                              "epoch 1/2 done\nepoch 2/2 done"]

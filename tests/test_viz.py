@@ -74,3 +74,58 @@ def test_plot_bars_labels_each_value():
     assert len(ax.patches) == 2 and [t.get_text() for t in ax.texts] == [" 800", " 51,200"]
     with pytest.raises(ValueError, match="2 values but 1 labels"):
         viz.plot_bars([1, 2], ["a"])
+
+
+class _FakeHistory:
+    def __init__(self, losses, evaluations):
+        self.step_losses, self.evaluations = losses, evaluations
+
+
+def test_plot_training_curves_draws_one_line_per_run_in_both_panels():
+    runs = {"a": _FakeHistory(list(np.linspace(2, 0.1, 100)), [(50, 1.0, 0.9), (100, 2.0, 0.95)]),
+            "b": _FakeHistory(list(np.linspace(3, 0.2, 100)), [(100, 2.0, 0.93)])}
+    fig = viz.plot_training_curves(runs, smooth=10)
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 2
+    assert len(loss_ax.lines[0].get_xdata()) == 91  # moving average of 10 over 100 steps
+    np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), [90, 95])
+    with pytest.raises(ValueError, match="at least one history"):
+        viz.plot_training_curves({})
+
+
+def test_plot_confusion_matrix_prints_every_nonzero_count():
+    m = np.diag(np.arange(1, 11))
+    m[3, 5] = 7
+    fig = viz.plot_confusion_matrix(m)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == 11 and "7" in texts
+    with pytest.raises(ValueError, match="10x10"):
+        viz.plot_confusion_matrix(np.zeros((3, 3)))
+
+
+def test_plot_mistakes_titles_prediction_confidence_and_truth(mnist):
+    from mnist_lessons.evaluate import misclassified
+
+    probs = np.full((5, 10), 0.01)
+    probs[np.arange(5), [1, 2, 3, 4, 5]] = 0.9  # every prediction is label + 1 for 0..4
+    mistakes = misclassified(np.array([0, 1, 2, 3, 4]), probs)
+    fig = viz.plot_mistakes(mnist.x_test[:5], mistakes, n=3)
+    assert len(fig.axes) == 3
+    assert fig.axes[0].get_title() == "1 (90%)\ntrue 0"
+
+
+def test_plot_activation_scales_groups_bars_per_stage():
+    scales = {"a": {"conv1": 1.0, "fc": 10.0}, "b": {"conv1": 2.0, "fc": 0.5}}
+    fig = viz.plot_activation_scales(scales)
+    assert len(fig.axes[0].patches) == 4
+    with pytest.raises(ValueError, match="same stages"):
+        viz.plot_activation_scales({"a": {"conv1": 1.0}, "b": {"fc": 1.0}})
+
+
+def test_plot_flat_and_image_shows_the_strip_and_the_square(mnist):
+    fig = viz.plot_flat_and_image(mnist.x_train[0].reshape(784))
+    strip, square = (ax.get_images()[0].get_array() for ax in fig.axes)
+    assert strip.shape == (1, 784) and square.shape == (28, 28)
+    np.testing.assert_array_equal(square, mnist.x_train[0])
+    with pytest.raises(ValueError, match="one image"):
+        viz.plot_flat_and_image(mnist.x_train[:2])
