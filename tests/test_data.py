@@ -386,3 +386,17 @@ def test_make_dataset_with_shift_keeps_labels_and_rejects_big_shifts(mnist):
     assert not np.allclose(images.numpy()[..., 0], mnist.x_test[:256] / 255.0)
     with pytest.raises(ValueError, match="0 to 8"):
         make_dataset(mnist.x_test[:8], mnist.y_test[:8], shift=20)
+
+
+def test_save_npz_atomically_writes_all_or_nothing(tmp_path, monkeypatch):
+    from mnist_lessons.files import save_npz_atomically
+
+    path = save_npz_atomically(tmp_path / "sub" / "a.npz", {"x": np.arange(3)})
+    with np.load(path) as npz:
+        assert npz["x"].tolist() == [0, 1, 2]
+    monkeypatch.setattr(np, "savez", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        save_npz_atomically(path, {"x": np.arange(5)})
+    with np.load(path) as npz:  # the old file is untouched
+        assert npz["x"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.npz"]

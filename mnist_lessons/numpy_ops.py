@@ -1,0 +1,196 @@
+"""Every layer of the network written from scratch in plain NumPy, to be read.
+
+These functions do, slowly and visibly, what TensorFlow's ops do fast. Chapters 6 to 9 put
+each next to its TensorFlow twin and show that they give the same numbers; the tests check it on
+random shapes, odd sizes included. Shapes are NHWC: ``(batch, height, width, channels)``;
+convolution kernels are HWIO: ``(height, width, channels in, channels out)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+PADDINGS = ("SAME", "VALID")
+
+
+def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """Zeros to add before and after one dimension for TensorFlow's ``SAME`` padding.
+
+    ``SAME`` makes the output ``ceil(size / stride)`` long. When the padding needed is odd,
+    TensorFlow puts the extra zero *after* (at the bottom or right), never before.
+
+    >>> same_padding(28, 5, 1)
+    (2, 2)
+    >>> same_padding(7, 2, 2)   # 7 -> 4 outputs need one extra row, at the end
+    (0, 1)
+    """
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2
+
+
+def _check_padding(padding: str) -> str:
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    return padding
+
+
+def _check_nhwc(x: Any, name: str = "x") -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 4:
+        hint = ": add the batch and channel axes, e.g. img[None, :, :, None]" if a.ndim == 2 else ""
+        raise ValueError(f"expected {name} in NHWC, (batch, height, width, channels), got shape "
+                         f"{a.shape}{hint}")
+    return a
+
+
+def conv2d_numpy(x: Any, kernel: Any, stride: int = 1, padding: str = "SAME") -> np.ndarray:
+    """2-D convolution as deep learning defines it (a cross-correlation: the kernel is not flipped).
+
+    Each output value is the sum, over the window and over all input channels, of input times
+    kernel: ``out[n, i, j, o] = sum_{a, b, c} x[n, i*s + a, j*s + b, c] * kernel[a, b, c, o]``,
+    with ``x`` zero-padded first for ``SAME``.
+
+    Args:
+        x: images (N, H, W, C_in).
+        kernel: filters (KH, KW, C_in, C_out).
+        stride: how far the window moves each time, in both directions.
+        padding: ``"SAME"`` (output ``ceil(H / stride)``, zeros around the border) or
+            ``"VALID"`` (no padding: output ``(H - KH) // stride + 1``).
+
+    Returns:
+        (N, H_out, W_out, C_out), float64.
+    """
+    x = _check_nhwc(x).astype(np.float64)
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 4 or k.shape[2] != x.shape[3]:
+        raise ValueError(f"kernel must be (height, width, {x.shape[3]} channels in, channels out) "
+                         f"for input with {x.shape[3]} channel(s), got {k.shape}")
+    kh, kw = k.shape[:2]
+    if _check_padding(padding) == "SAME":
+        (top, bottom), (left, right) = same_padding(x.shape[1], kh, stride), same_padding(x.shape[2], kw, stride)
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out_h, out_w = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit in a {x.shape[1]}x{x.shape[2]} image "
+                         "without padding; use padding='SAME'")
+    out = np.zeros((x.shape[0], out_h, out_w, k.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            out[:, i, j, :] = np.tensordot(window, k, axes=([1, 2, 3], [0, 1, 2]))
+    return out
+
+
+def pool2d_numpy(x: Any, window: int = 2, stride: int = 2, padding: str = "SAME",
+                 mode: str = "max") -> np.ndarray:
+    """Max or average pooling over ``window x window`` patches, channel by channel.
+
+    With ``SAME`` padding the padded positions are *ignored* (not treated as zeros): a max
+    over a border patch only sees real values, and an average divides by the real count.
+
+    Args:
+        x: (N, H, W, C).
+        mode: ``"max"`` keeps the strongest response in each patch; ``"avg"`` its mean.
+
+    Returns:
+        (N, H_out, W_out, C), float64.
+    """
+    x = _check_nhwc(x).astype(np.float64)
+    if mode not in ("max", "avg"):
+        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+    if _check_padding(padding) == "SAME":
+        (top, bottom), (left, right) = same_padding(x.shape[1], window, stride), same_padding(x.shape[2], window, stride)
+    else:
+        top = bottom = left = right = 0
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=np.nan)
+    out_h, out_w = (padded.shape[1] - window) // stride + 1, (padded.shape[2] - window) // stride + 1
+    reduce = np.nanmax if mode == "max" else np.nanmean
+    out = np.zeros((x.shape[0], out_h, out_w, x.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = padded[:, i * stride:i * stride + window, j * stride:j * stride + window, :]
+            out[:, i, j, :] = reduce(patch, axis=(1, 2))
+    return out
+
+
+def relu_numpy(x: Any) -> np.ndarray:
+    """Rectified linear unit: negative values become 0, positive ones pass unchanged."""
+    return np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+
+
+def dense_numpy(x: Any, weights: Any, bias: Any) -> np.ndarray:
+    """Fully connected layer: every input times every weight, plus a bias: ``x @ W + b``.
+
+    Args:
+        x: (N, inputs); weights: (inputs, outputs); bias: (outputs,).
+    """
+    x, w, b = (np.asarray(a, dtype=np.float64) for a in (x, weights, bias))
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0] or b.shape != (w.shape[1],):
+        raise ValueError(f"need x (N, inputs), weights (inputs, outputs), bias (outputs,); got "
+                         f"{x.shape}, {w.shape}, {b.shape}")
+    return x @ w + b
+
+
+def dropout_numpy(x: Any, rate: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Inverted dropout, as ``tf.nn.dropout``: zero each value with probability ``rate`` and
+    scale the survivors by ``1 / (1 - rate)``, so the expected value of every unit is unchanged.
+
+    Because of the scaling, nothing needs to change at test time: dropout is simply left out.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate is the share dropped, in [0, 1), got {rate}")
+    x = np.asarray(x, dtype=np.float64)
+    rng = rng or np.random.default_rng()
+    keep = rng.random(x.shape) >= rate
+    return np.where(keep, x / (1.0 - rate), 0.0)
+
+
+def softmax_naive(logits: Any) -> np.ndarray:
+    """Softmax straight from the formula ``exp(z) / sum(exp(z))``. Overflows for logits above
+    about 709 (``exp`` exceeds float64), giving ``nan``: see :func:`softmax_stable`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(np.asarray(logits, dtype=np.float64))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_stable(logits: Any) -> np.ndarray:
+    """Softmax that never overflows: subtract each row's maximum first.
+
+    ``exp(z - m) / sum(exp(z - m))`` equals ``exp(z) / sum(exp(z))`` for any ``m`` (the factor
+    ``exp(-m)`` cancels), and with ``m = max(z)`` the largest exponent is ``exp(0) = 1``.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(logits: Any) -> np.ndarray:
+    """``log(softmax(z))`` computed stably as ``z - logsumexp(z)``."""
+    z = np.asarray(logits, dtype=np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_numpy(labels: Any, logits: Any) -> np.ndarray:
+    """Cross-entropy of each example from logits: ``-log(softmax(z)[label])``.
+
+    Args:
+        labels: integer digits (N,), or one-hot / probability rows (N, classes).
+        logits: (N, classes).
+
+    Returns:
+        (N,) losses in nats; their mean is the batch loss.
+    """
+    logp = log_softmax(logits)
+    y = np.asarray(labels)
+    if y.ndim == 1:
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= logp.shape[-1]:
+            raise ValueError(f"integer labels must lie in 0..{logp.shape[-1] - 1}")
+        return -logp[np.arange(len(y)), y]
+    if y.shape != logp.shape:
+        raise ValueError(f"one-hot labels {y.shape} must match logits {logp.shape}")
+    return -(y * logp).sum(axis=-1)
