@@ -194,3 +194,23 @@ def cross_entropy_numpy(labels: Any, logits: Any) -> np.ndarray:
     if y.shape != logp.shape:
         raise ValueError(f"one-hot labels {y.shape} must match logits {logp.shape}")
     return -(y * logp).sum(axis=-1)
+
+
+#: Hand-designed 3x3 kernels (HW), the kind of filters a network ends up learning by itself.
+HAND_KERNELS: dict[str, np.ndarray] = {
+    "identity": np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=np.float64),
+    "vertical edges": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64),
+    "horizontal edges": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64),
+    "blur": np.full((3, 3), 1 / 9),
+    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64),
+    "outline": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64),
+}
+
+
+def apply_kernel(image: Any, kernel: Any) -> np.ndarray:
+    """Convolve one grey image (H, W) with one kernel (KH, KW), ``SAME`` padding: (H, W) out."""
+    img, k = np.asarray(image, dtype=np.float64), np.asarray(kernel, dtype=np.float64)
+    if img.ndim != 2 or k.ndim != 2:
+        raise ValueError(f"expected one image (H, W) and one kernel (KH, KW), got {img.shape} "
+                         f"and {k.shape}")
+    return conv2d_numpy(img[None, :, :, None], k[:, :, None, None])[0, :, :, 0]

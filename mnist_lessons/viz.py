@@ -315,3 +315,146 @@ def plot_flat_and_image(image: Any, fig: Figure | None = None) -> Figure:
     square.set_axis_off()
     square.set_title("reshaped to 28 x 28")
     return fig
+
+
+def _symmetric_limit(values: np.ndarray) -> float:
+    limit = float(np.abs(values).max())
+    return limit if limit > 0 else 1.0
+
+
+def plot_filters(kernel: Any, in_channel: int | None = None, n_cols: int = 16,
+                 fig: Figure | None = None, title: str | None = None) -> Figure:
+    """Every filter of a convolution layer as a small image, on one shared colour scale.
+
+    Blue is a negative weight, red a positive one, white zero; the colour bar gives the values.
+
+    Args:
+        kernel: weights (KH, KW, C_in, C_out), e.g. ``model.weights["W_conv1"]``.
+        in_channel: which input channel to show when ``C_in > 1`` (the second layer's filters
+            each have 32 slices, one per map of the first layer: show one slice at a time).
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 4:
+        raise ValueError(f"expected convolution weights (KH, KW, C_in, C_out), got shape {k.shape}")
+    if in_channel is None:
+        if k.shape[2] != 1:
+            raise ValueError(f"these filters have {k.shape[2]} input channels: pick one with "
+                             f"in_channel=0..{k.shape[2] - 1}")
+        in_channel = 0
+    if not 0 <= in_channel < k.shape[2]:
+        raise ValueError(f"in_channel must be 0..{k.shape[2] - 1}, got {in_channel}")
+    slices = k[:, :, in_channel, :]
+    limit = _symmetric_limit(slices)
+    fig, axes = _grid(k.shape[3], n_cols, fig, panel=0.7)
+    for o, ax in enumerate(axes):
+        image = ax.imshow(slices[:, :, o], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_axis_off()
+    fig.colorbar(image, ax=list(axes), label="weight", shrink=0.8)
+    fig.suptitle(title or f"{k.shape[3]} filters of {k.shape[0]}x{k.shape[1]}"
+                 + (f", input channel {in_channel}" if k.shape[2] > 1 else ""))
+    return fig
+
+
+def plot_feature_maps(maps: Any, n: int = 16, n_cols: int = 8, fig: Figure | None = None,
+                      title: str | None = None) -> Figure:
+    """The first ``n`` channels of one image's feature maps, on one shared colour scale.
+
+    Args:
+        maps: (H, W, C) or (1, H, W, C), e.g. ``model.stages(x)["relu1"][0]``.
+    """
+    m = np.asarray(maps, dtype=np.float64)
+    if m.ndim == 4 and m.shape[0] == 1:
+        m = m[0]
+    if m.ndim != 3:
+        raise ValueError(f"expected the maps of one image, (H, W, C), got shape {m.shape}: "
+                         "pass maps[0] for the first image of a batch")
+    n = min(n, m.shape[2])
+    shown = m[:, :, :n]
+    low, high = float(shown.min()), float(shown.max())
+    if low < 0:  # raw convolution outputs: negative blue, positive red
+        limit = _symmetric_limit(shown)
+        cmap, vmin, vmax = "RdBu_r", -limit, limit
+    else:  # after ReLU or pooling: 0 dark, strongest bright
+        cmap, vmin, vmax = "viridis", 0.0, high or 1.0
+    fig, axes = _grid(n, n_cols, fig, panel=1.0)
+    for c, ax in enumerate(axes):
+        image = ax.imshow(shown[:, :, c], cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_title(f"map {c}", fontsize=8)
+        ax.set_axis_off()
+    fig.colorbar(image, ax=list(axes), label="activation", shrink=0.8)
+    fig.suptitle(title or f"{n} of {m.shape[2]} feature maps, {m.shape[0]}x{m.shape[1]} each")
+    return fig
+
+
+def plot_stages(stages: dict[str, Any], names: Sequence[str] = ("conv1", "relu1", "pool1", "conv2", "pool2"),
+                n: int = 8, fig: Figure | None = None) -> Figure:
+    """One row per stage of the network for one image: its first ``n`` maps, labelled with shape.
+
+    Args:
+        stages: from ``model.stages(x)`` for a batch of one image (or any dict of NHWC arrays).
+    """
+    missing = [s for s in names if s not in stages]
+    if missing:
+        raise ValueError(f"stages {missing} are not in the dict; it has {list(stages)}")
+    if fig is None:
+        fig = plt.figure(figsize=(1.1 * n + 1.5, 1.2 * len(names)))
+    axes = fig.subplots(len(names), n, squeeze=False)
+    for row, name in enumerate(names):
+        m = np.asarray(stages[name], dtype=np.float64)
+        if m.ndim != 4:
+            raise ValueError(f"stage {name!r} has shape {m.shape}; expected (1, H, W, C)")
+        m = m[0]
+        limit = _symmetric_limit(m[:, :, :n])
+        for c in range(n):
+            ax = axes[row, c]
+            ax.imshow(m[:, :, c], cmap="RdBu_r" if m.min() < 0 else "viridis",
+                      vmin=-limit if m.min() < 0 else 0, vmax=limit)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(f"{name}\n{m.shape[0]}x{m.shape[1]}x{m.shape[2]}", fontsize=8)
+    fig.suptitle(f"The first {n} maps at each stage, for one digit")
+    return fig
+
+
+def plot_kernel_effects(image: Any, kernels: dict[str, Any], fig: Figure | None = None) -> Figure:
+    """For each kernel: the kernel, the digit convolved with it, and that map after ReLU."""
+    from .numpy_ops import apply_kernel
+
+    img = np.asarray(image, dtype=np.float64)
+    if img.shape != (28, 28):
+        raise ValueError(f"expected one digit (28, 28), got {img.shape}")
+    if not kernels:
+        raise ValueError("plot_kernel_effects needs at least one kernel")
+    if fig is None:
+        fig = plt.figure(figsize=(6, 2 * len(kernels)))
+    axes = fig.subplots(len(kernels), 3, squeeze=False)
+    for row, (name, kernel) in enumerate(kernels.items()):
+        k = np.asarray(kernel, dtype=np.float64)
+        out = apply_kernel(img, k)
+        limit = _symmetric_limit(k)
+        panels = [(k, "RdBu_r", -limit, limit, f"{name} kernel"),
+                  (out, "RdBu_r", -_symmetric_limit(out), _symmetric_limit(out), "convolved"),
+                  (np.maximum(out, 0), "viridis", 0, max(out.max(), 1e-9), "after ReLU")]
+        for ax, (data, cmap, vmin, vmax, label) in zip(axes[row], panels):
+            ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_title(label, fontsize=9)
+            ax.set_axis_off()
+    return fig
+
+
+def plot_probabilities(probabilities: Any, labels: Sequence[str] | None = None,
+                       ax: Axes | None = None, title: str = "") -> Figure:
+    """Bars of a probability vector (e.g. softmax of one digit's logits), the largest in red."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"expected one probability vector, got shape {p.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.6))
+    labels = list(labels) if labels is not None else [str(i) for i in range(len(p))]
+    colours = ["tab:red" if i == p.argmax() else "tab:blue" for i in range(len(p))]
+    ax.bar(labels, p, color=colours)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    return ax.figure

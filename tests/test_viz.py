@@ -129,3 +129,57 @@ def test_plot_flat_and_image_shows_the_strip_and_the_square(mnist):
     np.testing.assert_array_equal(square, mnist.x_train[0])
     with pytest.raises(ValueError, match="one image"):
         viz.plot_flat_and_image(mnist.x_train[:2])
+
+
+def test_plot_filters_one_panel_per_filter_on_a_shared_symmetric_scale():
+    from mnist_lessons.model import init_params
+
+    weights, _ = init_params("glorot", 0)
+    fig = viz.plot_filters(weights["W_conv1"].numpy())
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 32 and len(fig.axes) == 33  # 32 filters and the colour bar
+    limits = {ax.get_images()[0].get_clim() for ax in panels}
+    (low, high), = limits
+    assert low == -high == -np.abs(weights["W_conv1"].numpy()).max()
+    conv2 = weights["W_conv2"].numpy()
+    fig2 = viz.plot_filters(conv2, in_channel=5)
+    np.testing.assert_array_equal(fig2.axes[0].get_images()[0].get_array(), conv2[:, :, 5, 0])
+    with pytest.raises(ValueError, match="pick one with in_channel"):
+        viz.plot_filters(conv2)
+    with pytest.raises(ValueError, match="KH, KW, C_in, C_out"):
+        viz.plot_filters(np.zeros((5, 5, 32)))
+
+
+def test_plot_feature_maps_and_stages_label_shapes(mnist):
+    from mnist_lessons.model import ArticleCNN
+
+    stages = ArticleCNN().stages(mnist.x_test[:1].astype(np.float32) / 255)
+    fig = viz.plot_feature_maps(stages["relu1"], n=12)
+    assert sum(1 for ax in fig.axes if ax.get_title().startswith("map")) == 12
+    assert "12 of 32 feature maps, 28x28" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="maps of one image"):
+        viz.plot_feature_maps(np.zeros((2, 28, 28, 32)))
+    fig = viz.plot_stages(stages, n=4)
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["conv1\n28x28x32", "relu1\n28x28x32", "pool1\n14x14x32",
+                      "conv2\n14x14x64", "pool2\n7x7x64"]
+    with pytest.raises(ValueError, match="not in the dict"):
+        viz.plot_stages({"conv1": stages["conv1"]})
+
+
+def test_plot_kernel_effects_three_panels_per_kernel(mnist):
+    from mnist_lessons.numpy_ops import HAND_KERNELS
+
+    fig = viz.plot_kernel_effects(mnist.x_test[0] / 255, {k: HAND_KERNELS[k] for k in ("blur", "sharpen")})
+    assert len(fig.axes) == 6 and fig.axes[3].get_title() == "sharpen kernel"
+    with pytest.raises(ValueError, match="one digit"):
+        viz.plot_kernel_effects(mnist.x_test[:2], HAND_KERNELS)
+
+
+def test_plot_probabilities_highlights_the_largest():
+    fig = viz.plot_probabilities(np.array([0.1, 0.7, 0.2]))
+    bars = fig.axes[0].patches
+    assert [round(b.get_height(), 2) for b in bars] == [0.1, 0.7, 0.2]
+    assert bars[1].get_facecolor() != bars[0].get_facecolor()
+    with pytest.raises(ValueError, match="one probability vector"):
+        viz.plot_probabilities(np.ones((2, 3)))
