@@ -49,6 +49,25 @@ def accuracy_on_test_set(model: Any, data: MNIST, training: bool = False) -> flo
                     data.y_test)
 
 
+def accuracy_with_dropout(model: Any, images: Any, labels: Any, rate: float,
+                          repeats: int = 3) -> list[float]:
+    """Accuracy when dropout of ``rate`` stays on at test time, measured ``repeats`` times.
+
+    This is what the article's evaluation did (with rate 0.2), and what a word-for-word TF2 port
+    of ``tf.nn.dropout(fc, keep_rate)`` does with rate 0.8, because TF2's second argument is the
+    rate *dropped*. Each call draws new dropout masks, so the results differ.
+    """
+    from .model import ArticleCNN
+
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate is the share of units dropped, in [0, 1), got {rate}")
+    twin = ArticleCNN(model.hp.replace(keep_rate=1.0 - rate))
+    twin.set_weights(model.get_weights())
+    labels = check_labels(labels)
+    return [accuracy(predict_logits(twin, images, training=rate > 0).argmax(axis=1), labels)
+            for _ in range(repeats)]
+
+
 def confusion_matrix(labels: Any, predicted: Any, n_classes: int = N_CLASSES) -> np.ndarray:
     """Counts (n_classes, n_classes): row = true digit, column = predicted digit."""
     labels, predicted = check_labels(labels), check_labels(predicted, len(labels))

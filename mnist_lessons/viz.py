@@ -458,3 +458,24 @@ def plot_probabilities(probabilities: Any, labels: Sequence[str] | None = None,
     ax.set_ylabel("probability")
     ax.set_title(title)
     return ax.figure
+
+
+def plot_maps_row(maps: Sequence[Any], titles: Sequence[str], fig: Figure | None = None,
+                  cmap: str = "viridis") -> Figure:
+    """Several 2-D maps side by side, each with its title and its own size (e.g. before and
+    after pooling)."""
+    if len(maps) != len(titles) or not maps:
+        raise ValueError(f"need one title per map (and at least one map), got {len(maps)} maps "
+                         f"and {len(titles)} titles")
+    arrays = [np.asarray(m, dtype=np.float64) for m in maps]
+    bad = [a.shape for a in arrays if a.ndim != 2]
+    if bad:
+        raise ValueError(f"every map must be 2-D (H, W), got {bad}")
+    if fig is None:
+        fig = plt.figure(figsize=(2.6 * len(arrays), 2.8))
+    axes = np.atleast_1d(fig.subplots(1, len(arrays)))
+    for ax, a, title in zip(axes, arrays, titles):
+        ax.imshow(a, cmap=cmap)
+        ax.set_title(f"{title}\n{a.shape[0]}x{a.shape[1]}", fontsize=9)
+        ax.set_axis_off()
+    return fig

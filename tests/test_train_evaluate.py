@@ -7,6 +7,7 @@ import pytest
 
 from mnist_lessons.evaluate import (
     accuracy,
+    accuracy_with_dropout,
     confusion_matrix,
     misclassified,
     per_class_accuracy,
@@ -184,3 +185,17 @@ def test_progress_in_a_notebook_updates_one_output_in_place():
     p.finish("epoch 2/2 done")
     assert p.handle.shown == ["epoch 1/2 half", "epoch 1/2 done", "epoch 1/2 done\nepoch 2/2 half",
                               "epoch 1/2 done\nepoch 2/2 done"]
+
+
+@pytest.mark.slow
+def test_accuracy_with_dropout_left_on_is_lower_and_varies(short_run, mnist):
+    model, _ = short_run
+    x, y = mnist.x_test[:2000], mnist.y_test[:2000]
+    clean = accuracy_with_dropout(model, x, y, 0.0, repeats=2)
+    assert clean[0] == clean[1] == pytest.approx(accuracy(predict_logits(model, x).argmax(1), y))
+    article = accuracy_with_dropout(model, x, y, 0.2, repeats=3)
+    verbatim_port = accuracy_with_dropout(model, x, y, 0.8, repeats=3)
+    assert len(set(article)) > 1, "new masks every call"
+    assert np.mean(verbatim_port) < np.mean(article) < clean[0] + 0.005
+    with pytest.raises(ValueError, match="share of units dropped"):
+        accuracy_with_dropout(model, x, y, 1.0)

@@ -183,3 +183,12 @@ def test_plot_probabilities_highlights_the_largest():
     assert bars[1].get_facecolor() != bars[0].get_facecolor()
     with pytest.raises(ValueError, match="one probability vector"):
         viz.plot_probabilities(np.ones((2, 3)))
+
+
+def test_plot_maps_row_titles_each_map_with_its_size():
+    fig = viz.plot_maps_row([np.zeros((28, 28)), np.zeros((14, 14))], ["relu1", "pool1"])
+    assert [ax.get_title() for ax in fig.axes] == ["relu1\n28x28", "pool1\n14x14"]
+    with pytest.raises(ValueError, match="one title per map"):
+        viz.plot_maps_row([np.zeros((2, 2))], [])
+    with pytest.raises(ValueError, match="2-D"):
+        viz.plot_maps_row([np.zeros((2, 2, 2))], ["x"])
