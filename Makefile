@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: book test env clean
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
