@@ -136,6 +136,7 @@ WRONG_ANSWERS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("number, answer, hint", WRONG_ANSWERS,
                          ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(WRONG_ANSWERS)])
 def test_checkers_reject_realistic_mistakes_with_the_right_hint(number, answer, hint, capsys):

@@ -193,9 +193,9 @@ def test_accuracy_with_dropout_left_on_is_lower_and_varies(short_run, mnist):
     x, y = mnist.x_test[:2000], mnist.y_test[:2000]
     clean = accuracy_with_dropout(model, x, y, 0.0, repeats=2)
     assert clean[0] == clean[1] == pytest.approx(accuracy(predict_logits(model, x).argmax(1), y))
-    article = accuracy_with_dropout(model, x, y, 0.2, repeats=3)
+    article = accuracy_with_dropout(model, x, y, 0.2, repeats=5)
     verbatim_port = accuracy_with_dropout(model, x, y, 0.8, repeats=3)
-    assert len(set(article)) > 1, "new masks every call"
+    assert len(set(article)) > 1, "new masks every call (five equal accuracies would be a fluke)"
     assert np.mean(verbatim_port) < np.mean(article) < clean[0] + 0.005
     with pytest.raises(ValueError, match="share of units dropped"):
         accuracy_with_dropout(model, x, y, 1.0)
