@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+NOTEBOOKS = sorted(BOOK.glob("ch*.ipynb"))          # the chapters, one per step of the article
+ALL_NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))        # chapters and the other executed pages
 CHAPTER_FILE = re.compile(r"ch(\d\d)_\w+\.ipynb")
 
 
@@ -36,8 +37,8 @@ def test_toc_lists_every_chapter_in_the_articles_order_and_nothing_missing():
     assert all((ROOT / f).with_suffix(".ipynb").exists() or (ROOT / f).with_suffix(".md").exists()
                for f in files), "no empty pages"
     chapters = [f for f in files if CHAPTER_FILE.fullmatch(Path(f).name + ".ipynb")]
-    assert sorted(f"book/{p.stem}" for p in NOTEBOOKS) == sorted(chapters), "every notebook is listed"
-    pages = {p.relative_to(ROOT).with_suffix("").as_posix() for p in BOOK.glob("*.md")}
+    assert sorted(f"book/{p.stem}" for p in NOTEBOOKS) == sorted(chapters), "every chapter is listed"
+    pages = {p.relative_to(ROOT).with_suffix("").as_posix() for p in [*BOOK.glob("*.md"), *ALL_NOTEBOOKS]}
     assert pages - {TOC["root"]} <= set(files), "every page is in the table of contents"
     numbers = [int(CHAPTER_FILE.fullmatch(Path(f).name + ".ipynb").group(1)) for f in chapters]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
@@ -52,7 +53,7 @@ def test_chapter_title_matches_its_step_number(nb):
     assert re.match(rf"# {number}\. \S", _source(first)), _source(first)[:60]
 
 
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_are_committed_without_outputs(nb):
     for cell in _cells(nb):
         if cell["cell_type"] == "code":
@@ -61,7 +62,7 @@ def test_notebooks_are_committed_without_outputs(nb):
 
 def test_every_chapter_starts_with_the_same_colab_setup_cell_for_the_configured_repo():
     setups = []
-    for nb in NOTEBOOKS:
+    for nb in ALL_NOTEBOOKS:
         code = [c for c in _cells(nb) if c["cell_type"] == "code"]
         setups.append(code[0])
         assert "remove-cell" in code[0]["metadata"].get("tags", []), nb.name
@@ -102,7 +103,7 @@ def test_package_dependencies_never_pin_tensorflow_for_colab():
 
 def test_intro_links_every_existing_chapter():
     intro = (BOOK / "intro.md").read_text()
-    for nb in NOTEBOOKS:
+    for nb in ALL_NOTEBOOKS:
         assert f"{{doc}}`{nb.stem}`" in intro, nb.stem
 
 
@@ -110,9 +111,40 @@ def test_no_chapter_cell_defines_functions_or_classes_of_its_own():
     # Reusable logic lives in mnist_lessons/ with tests; chapters call it. The exceptions: the
     # solutions of exercises (cells tagged "solution"), and a function decorated with
     # @tf.function, shown as a TensorFlow feature in chapter 1.
-    for nb in NOTEBOOKS:
+    for nb in ALL_NOTEBOOKS:
         for cell in _cells(nb):
             if cell["cell_type"] != "code" or "solution" in cell["metadata"].get("tags", []):
                 continue
             for match in re.finditer(r"^(@tf\.function\n)?(?:def|class) (\w+)", _source(cell), re.M):
                 assert match.group(1), f"{nb.name} defines {match.group(2)}: move it to mnist_lessons"
+
+
+def _run_setup_cell_as_in_colab(monkeypatch, package_installed: bool) -> list[tuple[str, str]]:
+    """Run the set-up cell the way Colab's IPython would, recording the magics it calls."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    nb = NOTEBOOKS[0]
+    source = next(_source(c) for c in _cells(nb) if c["cell_type"] == "code")
+    code = TransformerManager().transform_cell(source)
+    calls: list[tuple[str, str]] = []
+
+    class FakeIPython:
+        def run_line_magic(self, name, line):
+            calls.append((name, line))
+
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    if not package_installed:
+        monkeypatch.setitem(sys.modules, "mnist_lessons", None)  # import now fails
+    exec(compile(code, "setup-cell", "exec"), {"get_ipython": lambda: FakeIPython()})
+    return calls
+
+
+def test_setup_cell_in_colab_installs_the_package_from_the_configured_repo(monkeypatch):
+    calls = _run_setup_cell_as_in_colab(monkeypatch, package_installed=False)
+    url, branch = CONFIG["repository"]["url"], CONFIG["repository"]["branch"]
+    assert calls == [("pip", f'install --quiet "mnist-lessons @ git+{url}@{branch}"')]
+
+
+def test_setup_cell_in_colab_is_idempotent_and_quiet(monkeypatch, capsys):
+    assert _run_setup_cell_as_in_colab(monkeypatch, package_installed=True) == []
+    assert capsys.readouterr() == ("", "")

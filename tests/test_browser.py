@@ -1,0 +1,179 @@
+"""The built book, checked the way a reader sees it: in headless Chromium.
+
+The first test builds the book exactly as `make book` does (warnings as errors, nitpicky
+references), unless a build newer than every source already exists. In CI the CI profile makes
+that build quick. The browser tests then serve `_build/html` on 127.0.0.1 and open every page.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+PAGES = [TOC["root"]] + [ch["file"] for part in TOC["parts"] for ch in part["chapters"]]
+CHAPTERS = [p for p in PAGES if re.fullmatch(r"book/ch\d\d_\w+", p)]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _sources() -> list[Path]:
+    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*"), *ROOT.glob("mnist_lessons/*.py")]
+    return [f for f in files if f.is_file()]
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """`_build/html`, built now with the README's book command unless already up to date."""
+    index = HTML / "book" / "intro.html"
+    if not index.exists() or index.stat().st_mtime < max(f.stat().st_mtime for f in _sources()):
+        jb = Path(sys.executable).with_name("jupyter-book")
+        done = subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=3000)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        assert "build succeeded" in done.stdout
+    return HTML
+
+
+def test_book_builds_warning_free_with_every_page(built_book):
+    for page in PAGES:
+        assert (built_book / f"{page}.html").exists(), page
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag == "img" and attrs.get("src"):
+            self.links.append(attrs["src"])
+
+
+def test_internal_links_and_images_resolve(built_book):
+    for page in PAGES:
+        path = built_book / f"{page}.html"
+        parser = _Links()
+        parser.feed(path.read_text())
+        for link in parser.links:
+            if re.match(r"^[a-z]+:|^#|^//", link):
+                continue
+            target = (path.parent / link.split("#")[0].split("?")[0]).resolve()
+            assert target.exists(), f"{page}: broken link {link}"
+
+
+@pytest.fixture(scope="session")
+def server(built_book):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built_book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: the set-up (make env) installs Debian's chromium")
+        pytest.skip("no Chromium on this machine: `apt-get install chromium` to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def _open(browser, url: str):
+    """Open a page, recording JavaScript errors and console errors raised by the book itself.
+
+    Requests to other hosts (MathJax and the widget manager come from a CDN) are blocked, as
+    this machine reaches no CDN; errors about those resources are not the book's.
+    """
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+
+    def on_console(msg):
+        location = msg.location.get("url", "") if msg.location else ""
+        if msg.type == "error" and location.startswith("http://127.0.0.1"):
+            errors.append(f"console: {msg.text} ({location})")
+
+    page.on("console", on_console)
+    page.route(re.compile(r"^(?!http://127\.0\.0\.1).*"), lambda route: route.abort())
+    page.goto(url, wait_until="load")
+    return page, errors
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_every_page_loads_without_errors_and_its_figures_load(browser, server, page_name):
+    page, errors = _open(browser, f"{server}/{page_name}.html")
+    images = page.eval_on_selector_all(
+        "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
+    broken = [src for src, ok in images if not ok]
+    page.close()
+    assert not errors, errors
+    assert not broken, f"images that did not load: {broken}"
+    assert len(images) >= _figures_computed(page_name), "every figure the notebook made is on the page"
+
+
+def _figures_computed(page_name: str) -> int:
+    """How many images the executed notebook behind a page produced (0 for plain pages)."""
+    executed = ROOT / "_build" / "jupyter_execute" / f"{page_name}.ipynb"
+    if not executed.exists():
+        return 0
+    cells = json.loads(executed.read_text())["cells"]
+    return sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_colab_button_opens_this_chapters_notebook(browser, server, chapter):
+    page, _ = _open(browser, f"{server}/{chapter}.html")
+    hrefs = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+    page.close()
+    owner_repo = "/".join(CONFIG["repository"]["url"].rstrip("/").split("/")[-2:])
+    expected = (f"https://colab.research.google.com/github/{owner_repo}/blob/"
+                f"{CONFIG['repository']['branch']}/{chapter}.ipynb")
+    assert expected in hrefs, hrefs
+
+
+def test_solutions_start_hidden_and_open_on_click(browser, server):
+    page, errors = _open(browser, f"{server}/book/ch06_the_convolutional_layer.html")
+    solution = page.locator("div.solution.dropdown").first
+    body = solution.locator("section#solution-content")
+    assert solution.count() == 1 and not body.is_visible(), "solutions start hidden"
+    solution.locator(".toggle-button, button").first.click()
+    body.wait_for(state="visible", timeout=5000)
+    assert "conv2d_valid" in body.inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{server}/book/ch06_the_convolutional_layer.html")
+    page.screenshot(path=str(SCREENSHOTS / "ch06_the_convolutional_layer.png"))
+    page.close()
+    assert not errors, errors
+    assert (SCREENSHOTS / "ch06_the_convolutional_layer.png").stat().st_size > 10_000

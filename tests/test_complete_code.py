@@ -1,0 +1,38 @@
+"""mnist_lessons.complete_code: the one-page versions train, and agree with each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_lessons import complete_code as cc
+from mnist_lessons.model import init_params
+
+
+def test_low_level_and_keras_versions_give_the_same_logits(mnist):
+    weights, biases = init_params("glorot", seed=3)
+    model = cc.keras_network()
+    cc.copy_to_keras(weights, biases, model)
+    x = mnist.x_test[:200].astype(np.float32) / 255.0
+    low = cc.convolutional_neural_network(x.reshape(-1, 784), weights, biases).numpy()
+    high = model(x[..., None], training=False).numpy()
+    assert np.abs(low).max() > 0.1
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-5)
+    assert model.count_params() == sum(int(np.prod(v.shape)) for v in [*weights.values(), *biases.values()])
+
+
+def test_dropout_only_in_training(mnist):
+    weights, biases = init_params("glorot", seed=0)
+    x = mnist.x_test[:32].reshape(-1, 784).astype(np.float32) / 255.0
+    a = cc.convolutional_neural_network(x, weights, biases).numpy()
+    np.testing.assert_array_equal(a, cc.convolutional_neural_network(x, weights, biases).numpy())
+    assert not np.array_equal(a, cc.convolutional_neural_network(x, weights, biases, training=True).numpy())
+
+
+@pytest.mark.slow
+def test_both_versions_learn_in_a_few_real_steps(mnist, capsys):
+    _, _, low_acc = cc.train_neural_network(mnist, max_steps=60)
+    _, keras_acc = cc.train_keras_network(mnist, max_steps=60)
+    out = capsys.readouterr().out
+    assert "Epoch 1 completed out of 1 loss:" in out and out.count("Accuracy:") == 2
+    assert low_acc > 0.85 and keras_acc > 0.85
