@@ -3,8 +3,8 @@
 The book's "complete code" page prints these functions and runs them. The low-level version
 keeps the article's shape (its weight and bias dictionaries, ``conv2d`` and ``maxpool2d``
 helpers, one function for the network and one for training) with today's API; the Keras
-version is what you would write for the same network from scratch. The tests check that,
-given the same weights, both compute the same logits.
+version trains :func:`mnist_lessons.model.build_keras_model`. The tests check that, given the
+same weights, both compute the same logits.
 """
 
 from __future__ import annotations
@@ -78,33 +78,15 @@ def train_neural_network(data, epochs: int = 1, batch_size: int = 128, seed: int
     return weights, biases, accuracy
 
 
-def keras_network(keep_rate: float = 0.8):
-    """The same network in Keras 3, written from scratch."""
-    import keras
-    from keras import layers
-
-    return keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, 5, padding="same", activation="relu"),
-        layers.MaxPooling2D(2, padding="same"),
-        layers.Conv2D(64, 5, padding="same", activation="relu"),
-        layers.MaxPooling2D(2, padding="same"),
-        layers.Flatten(),
-        layers.Dense(1024, activation="relu"),
-        layers.Dropout(1 - keep_rate),
-        layers.Dense(10),
-    ])
-
-
 def train_keras_network(data, epochs: int = 1, batch_size: int = 128, seed: int = 0,
                         max_steps: int | None = None) -> tuple[Any, float]:
     """Compile and fit the Keras network; returns the model and its test accuracy."""
     import keras
 
     from .data import make_dataset
+    from .model import Hyperparameters, build_keras_model
 
-    keras.utils.set_random_seed(seed)
-    model = keras_network()
+    model = build_keras_model(Hyperparameters(seed=seed))  # the same network, in Keras
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
@@ -116,11 +98,3 @@ def train_keras_network(data, epochs: int = 1, batch_size: int = 128, seed: int 
     _, accuracy = model.evaluate(test, verbose=0)
     print("Accuracy:", accuracy)
     return model, float(accuracy)
-
-
-def copy_to_keras(weights: dict, biases: dict, model) -> None:
-    """Give the Keras network the low-level version's weights, layer by layer."""
-    pairs = [("W_conv1", "b_conv1"), ("W_conv2", "b_conv2"), ("W_fc", "b_fc"), ("out", "out")]
-    layers_with_weights = [layer for layer in model.layers if layer.weights]
-    for layer, (w, b) in zip(layers_with_weights, pairs, strict=True):
-        layer.set_weights([weights[w].numpy(), biases[b].numpy()])

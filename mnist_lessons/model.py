@@ -324,7 +324,8 @@ def build_keras_model(hp: Hyperparameters | None = None):
     ], name="article_cnn")
 
 
-def copy_weights_to_keras(model: ArticleCNN, keras_model) -> None:
-    """Give the Keras model exactly the weights of the low-level one."""
+def copy_weights_to_keras(weights: dict, biases: dict, keras_model) -> None:
+    """Give the Keras model exactly the low-level weights and biases (the article's dictionaries,
+    e.g. ``model.weights`` and ``model.biases`` of an :class:`ArticleCNN`)."""
     for layer, w, b in LAYERS:
-        keras_model.get_layer(layer).set_weights([model.weights[w].numpy(), model.biases[b].numpy()])
+        keras_model.get_layer(layer).set_weights([np.asarray(weights[w]), np.asarray(biases[b])])

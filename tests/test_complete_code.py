@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from mnist_lessons import complete_code as cc
-from mnist_lessons.model import init_params
+from mnist_lessons.model import build_keras_model, copy_weights_to_keras, init_params
 
 
 def test_low_level_and_keras_versions_give_the_same_logits(mnist):
     weights, biases = init_params("glorot", seed=3)
-    model = cc.keras_network()
-    cc.copy_to_keras(weights, biases, model)
+    model = build_keras_model()
+    copy_weights_to_keras(weights, biases, model)
     x = mnist.x_test[:200].astype(np.float32) / 255.0
     low = cc.convolutional_neural_network(x.reshape(-1, 784), weights, biases).numpy()
     high = model(x[..., None], training=False).numpy()

@@ -55,7 +55,7 @@ def test_keras_model_gives_the_same_logits_with_the_same_weights(test_images):
     x, _ = test_images
     model = ArticleCNN(Hyperparameters(seed=3))
     keras_model = build_keras_model()
-    copy_weights_to_keras(model, keras_model)
+    copy_weights_to_keras(model.weights, model.biases, keras_model)
     low = model(x).numpy()
     high = keras_model(x[..., None], training=False).numpy()
     assert np.abs(low).max() > 0.1  # a real signal, not zeros
