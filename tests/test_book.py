@@ -78,8 +78,9 @@ def test_every_chapter_starts_with_the_same_colab_setup_cell_for_the_configured_
 def test_setup_cell_does_nothing_outside_colab():
     nb = NOTEBOOKS[0]
     code = next(c for c in _cells(nb) if c["cell_type"] == "code")
-    script = _source(code).replace("%pip install", "raise SystemExit('would install'); #")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    never_install = "import subprocess\nsubprocess.run = None  # any install attempt would fail\n"
+    done = subprocess.run([sys.executable, "-c", never_install + _source(code)],
+                          capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
 
 
@@ -119,32 +120,40 @@ def test_no_chapter_cell_defines_functions_or_classes_of_its_own():
                 assert match.group(1), f"{nb.name} defines {match.group(2)}: move it to mnist_lessons"
 
 
-def _run_setup_cell_as_in_colab(monkeypatch, package_installed: bool) -> list[tuple[str, str]]:
-    """Run the set-up cell the way Colab's IPython would, recording the magics it calls."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
+def _run_setup_cell_as_in_colab(monkeypatch, package_installed: bool,
+                                 pip_fails: bool = False) -> list[list[str]]:
+    """Run the set-up cell as Colab would, recording the commands it starts instead of running
+    them. (tests/test_colab.py runs it for real, in a Colab-like environment.)"""
     nb = NOTEBOOKS[0]
     source = next(_source(c) for c in _cells(nb) if c["cell_type"] == "code")
-    code = TransformerManager().transform_cell(source)
-    calls: list[tuple[str, str]] = []
+    calls: list[list[str]] = []
 
-    class FakeIPython:
-        def run_line_magic(self, name, line):
-            calls.append((name, line))
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1 if pip_fails else 0, "", "ERROR: no network")
 
+    monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setitem(sys.modules, "google.colab", object())
     if not package_installed:
         monkeypatch.setitem(sys.modules, "mnist_lessons", None)  # import now fails
-    exec(compile(code, "setup-cell", "exec"), {"get_ipython": lambda: FakeIPython()})
+    exec(compile(source, "setup-cell", "exec"), {})
     return calls
 
 
-def test_setup_cell_in_colab_installs_the_package_from_the_configured_repo(monkeypatch):
+def test_setup_cell_in_colab_installs_the_package_from_the_configured_repo(monkeypatch, capsys):
     calls = _run_setup_cell_as_in_colab(monkeypatch, package_installed=False)
     url, branch = CONFIG["repository"]["url"], CONFIG["repository"]["branch"]
-    assert calls == [("pip", f'install --quiet "mnist-lessons @ git+{url}@{branch}"')]
+    assert len(calls) == 1 and calls[0][:4] == [sys.executable, "-m", "pip", "install"]
+    assert calls[0][-1] == f"mnist-lessons @ git+{url}@{branch}" and "--quiet" in calls[0]
+    assert capsys.readouterr() == ("", "")
 
 
 def test_setup_cell_in_colab_is_idempotent_and_quiet(monkeypatch, capsys):
     assert _run_setup_cell_as_in_colab(monkeypatch, package_installed=True) == []
     assert capsys.readouterr() == ("", "")
+
+
+def test_setup_cell_explains_a_failed_install(monkeypatch):
+    with pytest.raises(RuntimeError, match="connected to the internet") as err:
+        _run_setup_cell_as_in_colab(monkeypatch, package_installed=False, pip_fails=True)
+    assert "ERROR: no network" in str(err.value)  # pip's own reason, at the end

@@ -33,7 +33,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _sources() -> list[Path]:
-    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*"), *ROOT.glob("mnist_lessons/*.py")]
+    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*"), *ROOT.glob("mnist_lessons/*.py"),
+             *ROOT.glob("mnist_lessons/*.json")]
     return [f for f in files if f.is_file()]
 
 
@@ -177,3 +178,30 @@ def test_solutions_start_hidden_and_open_on_click(browser, server):
     page.close()
     assert not errors, errors
     assert (SCREENSHOTS / "ch06_the_convolutional_layer.png").stat().st_size > 10_000
+
+
+NOTEBOOK_PAGES = [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()]
+
+
+@pytest.mark.parametrize("page_name", NOTEBOOK_PAGES)
+def test_every_executed_page_tells_readers_how_long_it_takes_to_run(browser, server, page_name):
+    page, _ = _open(browser, f"{server}/{page_name}.html")
+    text = page.locator("article").inner_text()
+    page.close()
+    statement = re.search(r"Time to run this page: about .*? on a CPU.*?On a GPU:", text, re.S)
+    assert statement, "the run time is stated near the top"
+    assert text.index("Time to run this page") < len(text) // 4
+    assert "show_run_time" not in text, "readers see the sentence, not the code behind it"
+
+
+def test_instructors_page_shows_every_pages_run_times_as_a_table(browser, server):
+    page, _ = _open(browser, f"{server}/book/instructors.html")
+    rows = page.eval_on_selector_all(
+        "article table tr", "trs => trs.map(tr => [...tr.cells].map(c => c.innerText.trim()))")
+    page.close()
+    header, *body = [r for r in rows if r]
+    assert header == ["Page", "CPU, cached", "CPU, fresh runtime", "GPU, cached",
+                      "GPU, fresh runtime"]
+    assert len(body) == len(NOTEBOOK_PAGES)
+    assert body[5][0] == "6. The convolutional layer"
+    assert all(re.fullmatch(r"(\d+ min )?\d+ s|\d+ min", cell) for row in body for cell in row[1:3])
