@@ -119,7 +119,8 @@ def show_run_time(page: str) -> None:
 
 
 def run_times_table(pages: dict[str, str], times: dict[str, Any] | None = None) -> str:
-    """A Markdown table of run times, one row per page, for the instructors' page.
+    """A Markdown table of run times, one row per page, for the instructors' page, followed by
+    one line per device kind saying which machine measured it and when.
 
     Args:
         pages: page name -> title shown in the row, in the order of the rows.
@@ -138,6 +139,11 @@ def run_times_table(pages: dict[str, str], times: dict[str, Any] | None = None) 
                             if measured else ["not measured", "not measured"])
     rows = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     rows += ["| " + " | ".join(row) + " |" for row in cells.values()]
+    rows.append("")
+    for kind in DEVICE_KINDS:
+        entry = times.get(kind)
+        rows.append(f"- {kind.upper()}: measured on {entry['device']}, {entry['date']}." if entry
+                    else f"- {kind.upper()}: not measured yet for this edition.")
     return "\n".join(rows)
 
 

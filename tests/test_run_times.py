@@ -78,6 +78,8 @@ def test_table_has_a_row_per_page_and_says_what_was_not_measured():
     assert lines[0] == "| Page | CPU, cached | CPU, fresh runtime | GPU, cached | GPU, fresh runtime |"
     assert lines[2] == "| 5. Reshaping | 4 s | 4 s | not measured | not measured |"
     assert lines[3] == "| 6. Convolution | 7 s | 2 min 39 s | not measured | not measured |"
+    assert lines[5:] == ["- CPU: measured on a 2-core CPU, 2026-11-25.",
+                         "- GPU: not measured yet for this edition."]
 
 
 def test_the_shipped_record_times_every_page_of_the_book_on_a_cpu():
