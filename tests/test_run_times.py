@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mnist_lessons.run_times import (
+from mnist_lessons.tools.run_times import (
     RUN_TIMES_FILE,
     describe_run_time,
     format_seconds,
@@ -57,7 +57,7 @@ def test_a_page_that_does_not_train_states_one_time():
 
 
 def test_a_page_missing_from_the_record_says_how_to_record_it():
-    with pytest.raises(KeyError, match="python -m mnist_lessons.run_times record"):
+    with pytest.raises(KeyError, match="python -m mnist_lessons.tools.run_times record"):
         describe_run_time("ch99_nowhere", CPU_ONLY)
 
 
@@ -84,7 +84,7 @@ def test_table_has_a_row_per_page_and_says_what_was_not_measured():
 
 def test_the_shipped_record_times_every_page_of_the_book_on_a_cpu():
     times = load_run_times(RUN_TIMES_FILE)
-    assert times["cpu"] is not None, "record it: python -m mnist_lessons.run_times record"
+    assert times["cpu"] is not None, "record it: python -m mnist_lessons.tools.run_times record"
     assert times["cpu"]["profile"] == "full"
     assert sorted(times["cpu"]["pages"]) == [p.stem for p in PAGES]
     for page, measured in times["cpu"]["pages"].items():
@@ -139,7 +139,7 @@ def test_a_failing_page_is_named_when_timed(tmp_path):
 
 
 def test_page_titles_list_chapters_in_order_then_the_other_pages():
-    from mnist_lessons.run_times import page_titles
+    from mnist_lessons.tools.run_times import page_titles
 
     titles = page_titles(ROOT / "book")
     assert list(titles)[:2] == ["ch01_importing_tensorflow", "ch02_the_mnist_dataset"]

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from mnist_lessons import exercises
-from mnist_lessons.student_edition import (
+from mnist_lessons.tools.student_edition import (
     STUB_TAG,
     _split_markdown,
     main,

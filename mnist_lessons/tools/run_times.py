@@ -5,7 +5,7 @@ whether to wait or to switch on a GPU runtime. Those figures are never typed by 
 command below executes every page in a fresh kernel, times it, and writes ``run_times.json``
 (shipped inside the package, so Colab sees it too)::
 
-    python -m mnist_lessons.run_times record
+    python -m mnist_lessons.tools.run_times record
 
 It runs each page twice with the course's full settings: first with an empty model cache, as on
 a fresh Colab runtime, where the first chapter that needs the trained network trains it; then
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import settings
+from ..config import settings
 
 RUN_TIMES_FILE = Path(__file__).with_name("run_times.json")
 DEVICE_KINDS = ("cpu", "gpu")
@@ -68,10 +68,10 @@ def load_run_times(path: str | os.PathLike | None = None) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read run times from {path} ({err}); remake the file with "
-                         "`python -m mnist_lessons.run_times record`") from None
+                         "`python -m mnist_lessons.tools.run_times record`") from None
     if not isinstance(record, dict) or set(record) != set(DEVICE_KINDS):
         raise ValueError(f"{path} must have exactly the keys {DEVICE_KINDS}; remake it with "
-                         "`python -m mnist_lessons.run_times record`")
+                         "`python -m mnist_lessons.tools.run_times record`")
     return record
 
 
@@ -98,7 +98,7 @@ def describe_run_time(page: str, times: dict[str, Any] | None = None) -> str:
             continue
         if page not in entry["pages"]:
             raise KeyError(f"no run time recorded for page {page!r}; record it with "
-                           "`python -m mnist_lessons.run_times record`")
+                           "`python -m mnist_lessons.tools.run_times record`")
         first, later = entry["pages"][page]["first"], entry["pages"][page]["later"]
         where = f"measured on {entry['device']}, {entry['date']}"
         if abs(first - later) < max(5.0, 0.25 * later):
@@ -193,7 +193,7 @@ def describe_this_machine() -> tuple[str, str]:
     ``("cpu", "a 2-core CPU with bfloat16 units")``."""
     import tensorflow as tf
 
-    from .runtime import has_fast_bfloat16
+    from ..runtime import has_fast_bfloat16
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -239,7 +239,7 @@ def record_run_times(notebooks: list[Path], out: Path = RUN_TIMES_FILE,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_lessons.run_times",
+    parser = argparse.ArgumentParser(prog="python -m mnist_lessons.tools.run_times",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="time every page of the book and write run_times.json")

@@ -1,6 +1,6 @@
 """Write the student and instructor editions of the book's notebooks.
 
-    python -m mnist_lessons.student_edition --out student-edition
+    python -m mnist_lessons.tools.student_edition --out student-edition
 
 writes ``student-edition/student/`` and ``student-edition/instructor/``, one notebook per chapter.
 Both are made for Jupyter and Colab: the book's exercise directives become plain Markdown

@@ -1,0 +1,10 @@
+"""The book's own tooling: what builds, times and hands out the book, not what it teaches.
+
+A student never needs to open this folder. The lesson API (``data``, ``model``, ``train``,
+``evaluate``, ``numpy_ops``, ``viz``, ``widgets``, ``exercises``) lives one level up.
+
+- :mod:`~mnist_lessons.tools.glue`            numbers computed in a cell, into the book's prose
+- :mod:`~mnist_lessons.tools.run_times`       the run time each page states, and how it is measured
+- :mod:`~mnist_lessons.tools.student_edition` the student and instructor notebooks
+- :mod:`~mnist_lessons.tools.files`           writing cache files atomically
+"""
