@@ -20,13 +20,25 @@ __version__ = "0.1.0"
 
 
 def setup_course(seed: int = 0) -> None:
-    """Fix the random seed (Python, NumPy, TensorFlow) and apply the course's plotting style.
+    """Fix the random seed, keep float32 exact, and apply the course's plotting style.
 
-    One call at the top of every chapter makes its numbers and figures repeatable. It returns
-    nothing, so the call adds no output to the chapter.
+    One call at the top of every chapter makes its numbers and figures repeatable:
+
+    - the seed of Python's, NumPy's and TensorFlow's random generators (:func:`~mnist_lessons.
+      runtime.set_seed`);
+    - float32 multiplications in full float32. On NVIDIA GPUs since Ampere (A100, L4, H100)
+      TensorFlow otherwise multiplies float32 matrices in TensorFloat-32, which keeps only 10
+      bits of mantissa (about 3 decimal digits), and the chapters' comparisons of NumPy with
+      TensorFlow to 1e-5 would fail there. Mixed-precision training asks for bfloat16
+      explicitly and is not affected.
+
+    It returns nothing, so the call adds no output to the chapter.
     """
+    import tensorflow as tf
+
     from .runtime import set_seed
     from .viz import use_course_style
 
     use_course_style()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     set_seed(seed)

@@ -2,18 +2,33 @@
 
 :func:`trained_model` returns the article's network trained with the given settings (the
 course defaults when none are given). The first call trains it and saves the weights and the
-training history to the cache folder, in a file named after a hash of the settings; later calls,
-in any chapter, load that file in a second instead of training again. Files are written
-atomically, and a file that does not match the settings, or cannot be read, is an error that
-says what to do, never a silently wrong model.
+training history to the cache folder; later calls, in any chapter, load that file in a second
+instead of training again.
 
-The CI profile (``MNIST_LESSONS_PROFILE=ci``) caps every run at a few steps; its files are
-separate from the full ones because the cap is part of the settings.
+A cached model is never stale. Its file is named after a hash of *everything* that determines
+the trained weights (:func:`run_settings`):
+
+- the hyperparameters, normalised (``learning_rate=1`` and ``1.0`` are one setting) and with the
+  precision *resolved* (``"auto"`` is stored as the ``"float32"`` or ``"bfloat16"`` it meant on
+  this machine);
+- the optimizer, the dropout-at-test-time switch and the CI profile's step cap;
+- a fingerprint of the data it was trained and evaluated on (SHA-256 of the four arrays), so
+  a model trained on a subset is never served for the full set;
+- a hash of the code that trains (the modules ``data``, ``model``, ``train``, ``evaluate`` and
+  ``runtime``, comments and docstrings left out), so a change to that code retrains;
+- the versions of TensorFlow, Keras and NumPy.
+
+Anything that does not match, a damaged file, or a file of an older format is a cache *miss*:
+:func:`trained_model` says why in one line and trains again; nothing has to be deleted by hand.
+Files are written atomically (a temporary file renamed when complete).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -22,16 +37,36 @@ from typing import Any
 
 import numpy as np
 
+from . import data as data_module
+from . import evaluate as evaluate_module
+from . import model as model_module
+from . import runtime as runtime_module
+from . import train as train_module
 from .config import settings
 from .data import MNIST, load_mnist
-from .tools.files import save_npz_atomically
 from .model import COURSE_DEFAULTS, ArticleCNN, Hyperparameters
+from .runtime import resolve_precision
+from .tools.files import save_npz_atomically
 from .train import History, train
 
-CACHE_FORMAT_VERSION = 1
+#: Bumped whenever the file layout changes; older files are then a miss.
+CACHE_FORMAT_VERSION = 2
+
+#: The modules whose code decides what training produces.
+TRAINING_CODE = (data_module, model_module, train_module, evaluate_module, runtime_module)
+
 
 class ModelCacheError(RuntimeError):
-    """A cached model could not be used; the message says what happened and what to do."""
+    """A cached model could not be used; the message says what happened and what to do.
+
+    Attributes:
+        reason: the short cause (``"damaged file"``, ``"older format 1"``, ``"other settings:
+            code"``...), which :func:`trained_model` prints in its one line before retraining.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass
@@ -53,12 +88,90 @@ class TrainedModel:
     from_cache: bool
 
 
+def code_fingerprint(source: str) -> str:
+    """What a piece of Python code *does*, as text: its syntax tree without docstrings.
+
+    Comments and formatting are not in the tree and docstrings are removed, so editing prose
+    keeps the fingerprint, while any change to the code, however small, changes it.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+@functools.lru_cache(maxsize=None)
+def training_code_hash(modules: tuple = TRAINING_CODE) -> str:
+    """SHA-256 (16 hex digits) of the :func:`code_fingerprint` of each module that trains.
+
+    Computed once per process, from the modules as first read: the code that runs, even if a
+    file is edited later while a notebook's kernel still runs the old one.
+    """
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(module.__name__.encode() + b"\0")
+        digest.update(code_fingerprint(inspect.getsource(module)).encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+_FINGERPRINTS: dict[int, tuple[MNIST, str]] = {}
+
+
+def data_fingerprint(data: MNIST) -> str:
+    """SHA-256 (16 hex digits) of the four arrays of ``data``: shapes, dtypes and every byte.
+
+    Two datasets share a fingerprint only if they hold the same images and labels, so a model
+    trained on a subset is never taken for one trained on the full set. Computed once per
+    dataset object (about 0.1 s for the full MNIST).
+    """
+    if not isinstance(data, MNIST):
+        raise TypeError(f"data must be MNIST from load_mnist(), got {type(data).__name__}")
+    known = _FINGERPRINTS.get(id(data))
+    if known is not None and known[0] is data:
+        return known[1]
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        array = np.ascontiguousarray(getattr(data, name))
+        digest.update(f"{name}{array.shape}{array.dtype.str}".encode())
+        digest.update(memoryview(array).cast("B"))
+    fingerprint = digest.hexdigest()[:16]
+    _FINGERPRINTS[id(data)] = (data, fingerprint)
+    return fingerprint
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries that compute the training: TensorFlow, Keras, NumPy."""
+    import keras
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+
+
 def run_settings(hp: Hyperparameters, optimizer: str = "adam",
-                 dropout_at_inference: bool = False, max_steps: int | None = None) -> dict[str, Any]:
-    """Everything that determines a trained model, as one JSON-able dictionary."""
-    return {"format": CACHE_FORMAT_VERSION, "hyperparameters": hp.to_dict(),
+                 dropout_at_inference: bool = False, max_steps: int | None = None,
+                 data: MNIST | None = None) -> dict[str, Any]:
+    """Everything that determines a trained model, as one JSON-able dictionary: the cache key.
+
+    Args:
+        hp: the hyperparameters; ``precision`` is stored resolved (``"auto"`` becomes what it
+            means on this machine).
+        optimizer, dropout_at_inference, max_steps: as for :func:`trained_model`.
+        data: the data it trains on; ``None`` stands for :func:`load_mnist`'s MNIST.
+    """
+    if not isinstance(hp, Hyperparameters):
+        raise TypeError(f"hp must be a Hyperparameters, got {type(hp).__name__}")
+    if max_steps is not None:
+        max_steps = int(max_steps)
+    return {"format": CACHE_FORMAT_VERSION,
+            "hyperparameters": hp.replace(precision=resolve_precision(hp.precision)).to_dict(),
             "optimizer": optimizer, "dropout_at_inference": bool(dropout_at_inference),
-            "max_steps": max_steps}
+            "max_steps": max_steps,
+            "data": data_fingerprint(data if data is not None else load_mnist()),
+            "code": training_code_hash(),
+            "versions": library_versions()}
 
 
 def cache_path(run: dict[str, Any], cache_dir: Path | None = None) -> Path:
@@ -78,29 +191,34 @@ def load_trained(path: str | os.PathLike, run: dict[str, Any] | None = None) -> 
     """Load a cached model, checking it was trained with ``run`` (when given).
 
     Raises:
-        ModelCacheError: the file is missing, damaged, from another version, or from other
-            settings; the message says how to fix it.
+        ModelCacheError: the file is missing, damaged, of another format, or from other
+            settings; the message says what to do, and ``reason`` the cause in a few words.
     """
     path = Path(path)
+    again = f"Call trained_model() to train it again (it replaces {path})."
     if not path.is_file():
-        raise ModelCacheError(f"No cached model at {path}: call trained_model() to train one.")
+        raise ModelCacheError(f"No cached model at {path}: call trained_model() to train one.",
+                              "no file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         saved = json.loads(str(arrays.pop("settings")))
+        if not isinstance(saved, dict):
+            raise ValueError("settings are not a dictionary")
     except Exception as err:
-        raise ModelCacheError(
-            f"The cached model {path} could not be read ({type(err).__name__}); it is damaged. "
-            f"Delete it (rm {path}) and call trained_model() again to retrain it.") from None
+        raise ModelCacheError(f"The cached model {path} could not be read ({type(err).__name__}): "
+                              f"it is damaged. {again}", "damaged file") from None
     if saved.get("format") != CACHE_FORMAT_VERSION:
         raise ModelCacheError(
-            f"The cached model {path} was written by another version of mnist_lessons (format "
-            f"{saved.get('format')}, expected {CACHE_FORMAT_VERSION}). Delete it (rm {path}) and "
-            "call trained_model() again.")
+            f"The cached model {path} has the file format {saved.get('format')} of another "
+            f"version of mnist_lessons (this one reads {CACHE_FORMAT_VERSION}). {again}",
+            f"file format {saved.get('format')}, not {CACHE_FORMAT_VERSION}")
     if run is not None and saved != run:
+        differ = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
         raise ModelCacheError(
-            f"The cached model {path} was trained with other settings ({saved}) than asked "
-            f"({run}). Delete it (rm {path}) and call trained_model() again.")
+            f"The cached model {path} was trained with other settings (different: "
+            f"{', '.join(differ)}; saved {saved}, asked {run}). {again}",
+            f"trained with another {', '.join(differ)}")
     try:
         hp = Hyperparameters(**saved["hyperparameters"])
         model = ArticleCNN(hp, dropout_at_inference=saved["dropout_at_inference"])
@@ -109,8 +227,8 @@ def load_trained(path: str | os.PathLike, run: dict[str, Any] | None = None) -> 
                                        if k.startswith("history/")})
     except (KeyError, ValueError, TypeError) as err:
         raise ModelCacheError(
-            f"The cached model {path} does not hold the article's network ({err}). Delete it "
-            f"(rm {path}) and call trained_model() again.") from None
+            f"The cached model {path} does not hold the article's network ({err}). {again}",
+            "not the article's network") from None
     return TrainedModel(model, history, saved, path, from_cache=True)
 
 
@@ -120,29 +238,37 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
     """The article's network trained with ``hp`` (course defaults if None), cached.
 
     The first call trains (printing progress) and saves; later calls load in about a second.
-    In the CI profile each run stops after a few steps, so the same notebook code runs fast.
+    A cached file that cannot be used (damaged, older format, other settings) is a miss: one
+    line says why, and the model is trained again. In the CI profile each run stops after a few
+    steps, so the same notebook code runs fast.
 
     Args:
         hp: hyperparameters; :data:`COURSE_DEFAULTS` when None.
         optimizer: ``"adam"`` or ``"sgd"``.
         dropout_at_inference: the article's mistake of leaving dropout on at test time.
-        data: MNIST, loaded when not given.
+        data: MNIST, loaded when not given (a subset gets its own cache entry).
         retrain: ignore and overwrite the cached file.
         verbose: print progress while training, and where the model came from.
     """
-    hp = hp or COURSE_DEFAULTS
+    hp = COURSE_DEFAULTS if hp is None else hp
     if not isinstance(hp, Hyperparameters):
         raise TypeError(f"hp must be a Hyperparameters, got {type(hp).__name__}")
+    if optimizer not in train_module.OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {train_module.OPTIMIZERS}")
     cfg = settings()
-    run = run_settings(hp, optimizer, dropout_at_inference, cfg.max_train_steps)
+    data = load_mnist() if data is None else data
+    run = run_settings(hp, optimizer, dropout_at_inference, cfg.max_train_steps, data)
     path = cache_path(run, cfg.cache_dir)
     if path.exists() and not retrain:
-        result = load_trained(path, run)
-        if verbose:
-            acc = result.history.final_test_accuracy
-            print(f"loaded the trained model from the cache (test accuracy {acc:.2%})")
-        return result
-    data = data or load_mnist()
+        try:
+            result = load_trained(path, run)
+        except ModelCacheError as miss:
+            print(f"the cached model could not be used ({miss.reason}): training it again")
+        else:
+            if verbose:
+                acc = result.history.final_test_accuracy
+                print(f"loaded the trained model from the cache (test accuracy {acc:.2%})")
+            return result
     model = ArticleCNN(hp, dropout_at_inference=dropout_at_inference)
     history = train(model, data, hp, optimizer=optimizer, max_steps=cfg.max_train_steps,
                     verbose=verbose)

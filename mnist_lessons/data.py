@@ -443,6 +443,10 @@ class ShuffledBatches:
         x, y = np.asarray(x), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} items but y has {len(y)}: they must match")
+        if len(x) == 0:
+            raise ValueError("ShuffledBatches got no items: pass at least one image and its label")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if last_batch not in ("keep", "drop"):
@@ -490,13 +494,16 @@ class ShuffledBatches:
         return self.x[idx], self.y[idx]
 
 
-def random_shift(images, max_pixels: int, seed: int | None = None):
+def random_shift(images, max_pixels: int, seed: int | tuple[int, int] | Any = 0):
     """Move each image of a batch by its own random whole-pixel offset, filling with background.
 
     Args:
         images: float32 (batch, 28, 28, 1).
         max_pixels: largest move in each direction; offsets are drawn uniformly from
             ``-max_pixels..max_pixels`` for rows and columns independently.
+        seed: an integer, or a pair of integers (a tensor of shape (2,) works too). The offsets
+            come from a *stateless* random function of this seed: the same seed always gives the
+            same offsets, whichever thread or order computes the batch.
 
     Returns:
         A tensor of the same shape. A digit moved by two pixels is still the same digit, so
@@ -507,8 +514,12 @@ def random_shift(images, max_pixels: int, seed: int | None = None):
 
     if max_pixels == 0:
         return images
+    if isinstance(seed, (int, np.integer)):
+        seed = (int(seed), 0)
     n = tf.shape(images)[0]
-    offsets = tf.random.uniform([n, 2], -max_pixels, max_pixels + 1, dtype=tf.int32, seed=seed)
+    offsets = tf.random.stateless_uniform([n, 2], seed=tf.cast(seed, tf.int64),
+                                          minval=-max_pixels, maxval=max_pixels + 1,
+                                          dtype=tf.int32)
     dx, dy = tf.unstack(tf.cast(offsets, tf.float32), axis=1)
     one, zero = tf.ones_like(dx), tf.zeros_like(dx)
     # Projective transform mapping output (x, y) to input (x - dx, y - dy): a pure translation.
@@ -518,19 +529,36 @@ def random_shift(images, max_pixels: int, seed: int | None = None):
         fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")
 
 
-def make_dataset(x: Any, y: Any, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
-                 flatten: bool = False, shift: int = 0):
-    """A ``tf.data`` pipeline of scaled image batches for training or evaluation.
+def epoch_order(n: int, seed: int = 0, epoch: int = 0) -> np.ndarray:
+    """The shuffled order of ``n`` images in one epoch: a permutation keyed on (seed, epoch).
 
-    Shuffles the uint8 images (when ``shuffle``; a fresh order each epoch, seeded), batches them
+    Each epoch gets its own order, and the same (seed, epoch) always gives the same one, so a
+    run can be repeated, or resumed at any epoch, image for image.
+    """
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def make_dataset(x: Any, y: Any, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
+                 flatten: bool = False, shift: int = 0, epoch: int = 0):
+    """A ``tf.data`` pipeline of one epoch of scaled image batches, for training or evaluation.
+
+    Shuffles the uint8 images (when ``shuffle``; the order of :func:`epoch_order`), batches them
     (the last batch kept, smaller), and only then scales to float32 in [0, 1], so the costly
     cast runs once per batch. Prefetching overlaps input with training.
+
+    Everything random is a function of ``(seed, epoch, batch number)``: the order and, with
+    ``shift``, each batch's offsets (stateless random ops, so the parallel ``map`` gives the
+    same batches whatever thread computes which). Iterating the dataset twice gives the same
+    batches; ask for another epoch's batches with ``epoch``.
 
     Args:
         x: uint8 images (N, 28, 28).
         y: integer labels (N,).
+        batch_size: images per batch, a positive integer.
+        seed: a non-negative integer.
         flatten: yield (batch, 784) as in the article instead of (batch, 28, 28, 1).
         shift: move each training image by up to this many pixels (see :func:`random_shift`).
+        epoch: which epoch's order and offsets (0, 1, 2, ...).
 
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)``: float32 (batch, 28, 28, 1) or
@@ -542,19 +570,30 @@ def make_dataset(x: Any, y: Any, batch_size: int = 128, *, shuffle: bool = True,
     if x.dtype != np.uint8:
         raise ValueError(f"make_dataset expects raw uint8 images, got {x.dtype}")
     y = check_labels(y, len(x)).astype(np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    shape = (-1, IMAGE_SIDE * IMAGE_SIDE) if flatten else (-1, IMAGE_SIDE, IMAGE_SIDE, 1)
-
+    if len(x) == 0:
+        raise ValueError("make_dataset got no images: pass at least one")
+    for name, value, low in (("batch_size", batch_size, 1), ("seed", seed, 0), ("epoch", epoch, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or not 0 <= shift <= 8:
         raise ValueError(f"shift is a number of pixels from 0 to 8, got {shift!r}")
+    if shuffle:
+        order = epoch_order(len(x), seed, epoch)
+        x, y = x[order], y[order]
+    shape = (-1, IMAGE_SIDE * IMAGE_SIDE) if flatten else (-1, IMAGE_SIDE, IMAGE_SIDE, 1)
+    # One stateless seed per batch: (seed, epoch * 2**20 + batch number).
+    first = tf.constant(int(epoch) * 2**20, tf.int64)
 
-    def scale(xb, yb):
+    def scale(batch, xb_yb):
+        xb, yb = xb_yb
         images = tf.cast(xb, tf.float32)[..., None] / 255.0
-        return tf.reshape(random_shift(images, shift, seed), shape), yb
+        if shift:
+            images = random_shift(images, int(shift), tf.stack([tf.constant(int(seed), tf.int64),
+                                                                first + batch]))
+        return tf.reshape(images, shape), yb
 
-    return ds.batch(batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(int(batch_size)).enumerate()
+    return ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,9 @@ def predict_logits(model: Any, images: Any, batch_size: int = 1000,
     """
     import tensorflow as tf
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (images per forward pass), "
+                         f"got {batch_size!r}")
     images = check_images(images)
     images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
     cache = model.__dict__.setdefault("_forward_fns", {})

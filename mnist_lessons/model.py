@@ -82,20 +82,34 @@ class Hyperparameters:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        def positive_int(name: str) -> None:
+        # Normalise the types first, so that equal settings are equal (and give one cache key):
+        # ``batch_size=np.int64(64)`` becomes 64 and ``learning_rate=1`` becomes 1.0.
+        def whole(name: str, low: int) -> None:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+                raise ValueError(f"{name} must be {kind}, got {v!r}")
+            object.__setattr__(self, name, int(v))
+
+        def real(name: str) -> float:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(v):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+            return float(v)
 
         for name in ("n_classes", "batch_size", "epochs"):
-            positive_int(name)
+            whole(name, 1)
+        whole("seed", 0)
         if isinstance(self.shift, bool) or not isinstance(self.shift, (int, np.integer)) or not 0 <= self.shift <= 8:
             raise ValueError(f"shift is a number of pixels from 0 to 8, got {self.shift!r}")
-        if not 0.0 < self.keep_rate <= 1.0:
+        object.__setattr__(self, "shift", int(self.shift))
+        if not 0.0 < real("keep_rate") <= 1.0:
             raise ValueError(f"keep_rate is the share of units kept, in (0, 1]; got {self.keep_rate}")
-        if not self.learning_rate > 0:
+        if not real("learning_rate") > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0.0 < self.lr_decay <= 1.0:
+        if not 0.0 < real("lr_decay") <= 1.0:
             raise ValueError(f"lr_decay is the final fraction of the learning rate, in (0, 1]; "
                              f"got {self.lr_decay}")
         if self.init not in INITIALISATIONS:
@@ -235,21 +249,33 @@ class ArticleCNN:
         """Every trainable variable, in layer order (weights then bias of each layer)."""
         return [v for _, w, b in LAYERS for v in (self.weights[w], self.biases[b])]
 
-    def stages(self, x, training: bool = False, compute_dtype: str = "float32") -> dict[str, Any]:
+    def stages(self, x, training: bool = False, compute_dtype: str = "float32",
+               dropout_seed: Any = None) -> dict[str, Any]:
         """Run the network and return every stage, in order, keyed by name.
 
         Keys: ``input``, ``reshaped``, ``conv1``, ``relu1``, ``pool1``, ``conv2``, ``relu2``,
-        ``pool2``, ``flat``, ``fc``, ``dropout``, ``logits``. With ``compute_dtype="bfloat16"``
-        the layers compute in bfloat16 from float32 copies of the weights (mixed precision);
-        the logits are always float32.
+        ``pool2``, ``flat``, ``fc``, ``dropout``, ``logits``.
+
+        With ``compute_dtype="bfloat16"`` the convolutions and the big FC layer multiply in
+        bfloat16, from bfloat16 copies of the float32 weights (mixed precision). The head,
+        dropout and the output layer, always computes in float32 (``fc`` onwards is float32): a
+        dropout mask drawn in bfloat16 has only 128 levels between 0 and 1, so the rate 0.2
+        would become 0.203, and the logits the loss reads deserve full precision.
+
+        ``dropout_seed``: a pair of integers (or an int64 tensor of shape (2,)). When given,
+        dropout draws its mask from a stateless random function of it, so the same seed gives
+        the same mask (training passes ``(seed, step)``); when None, from TensorFlow's global
+        random state.
         """
         import tensorflow as tf
 
         x = check_model_input(x)
         w, b = self.weights, self.biases
+        if compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype is 'float32' or 'bfloat16', got {compute_dtype!r}")
         if compute_dtype != "float32":
-            w = {k: tf.cast(v, compute_dtype) for k, v in w.items()}
-            b = {k: tf.cast(v, compute_dtype) for k, v in b.items()}
+            w = {k: tf.cast(v, compute_dtype) for k, v in w.items() if k != "out"}
+            b = {k: tf.cast(v, compute_dtype) for k, v in b.items() if k != "out"}
             x = tf.cast(x, compute_dtype)
         s: dict[str, Any] = {"input": x}
         s["reshaped"] = tf.reshape(x, [-1, IMAGE_SIDE, IMAGE_SIDE, 1])
@@ -260,10 +286,16 @@ class ArticleCNN:
         s["relu2"] = tf.nn.relu(s["conv2"])
         s["pool2"] = maxpool2d(s["relu2"])
         s["flat"] = tf.reshape(s["pool2"], [-1, 7 * 7 * 64])
-        s["fc"] = tf.nn.relu(tf.matmul(s["flat"], w["W_fc"]) + b["b_fc"])
+        s["fc"] = tf.cast(tf.nn.relu(tf.matmul(s["flat"], w["W_fc"]) + b["b_fc"]), tf.float32)
         drop = (training or self.dropout_at_inference) and self.hp.dropout_rate > 0
-        s["dropout"] = tf.nn.dropout(s["fc"], rate=self.hp.dropout_rate) if drop else s["fc"]
-        s["logits"] = tf.cast(tf.matmul(s["dropout"], w["out"]) + b["out"], tf.float32)
+        if not drop:
+            s["dropout"] = s["fc"]
+        elif dropout_seed is None:
+            s["dropout"] = tf.nn.dropout(s["fc"], rate=self.hp.dropout_rate)
+        else:
+            s["dropout"] = tf.nn.experimental.stateless_dropout(
+                s["fc"], rate=self.hp.dropout_rate, seed=tf.cast(dropout_seed, tf.int64))
+        s["logits"] = tf.matmul(s["dropout"], self.weights["out"]) + self.biases["out"]
         return s
 
     def __call__(self, x, training: bool = False):

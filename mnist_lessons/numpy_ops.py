@@ -38,6 +38,12 @@ def _check_padding(padding: str) -> str:
     return padding
 
 
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (pixels), got {value!r}")
+    return int(value)
+
+
 def _check_nhwc(x: Any, name: str = "x") -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 4:
@@ -65,6 +71,7 @@ def conv2d_numpy(x: Any, kernel: Any, stride: int = 1, padding: str = "SAME") ->
         (N, H_out, W_out, C_out), float64.
     """
     x = _check_nhwc(x).astype(np.float64)
+    stride = _check_positive_int("stride", stride)
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 4 or k.shape[2] != x.shape[3]:
         raise ValueError(f"kernel must be (height, width, {x.shape[3]} channels in, channels out) "
@@ -100,12 +107,17 @@ def pool2d_numpy(x: Any, window: int = 2, stride: int = 2, padding: str = "SAME"
         (N, H_out, W_out, C), float64.
     """
     x = _check_nhwc(x).astype(np.float64)
+    window, stride = _check_positive_int("window", window), _check_positive_int("stride", stride)
     if mode not in ("max", "avg"):
         raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
     if _check_padding(padding) == "SAME":
         (top, bottom), (left, right) = same_padding(x.shape[1], window, stride), same_padding(x.shape[2], window, stride)
     else:
         top = bottom = left = right = 0
+        if window > min(x.shape[1], x.shape[2]):
+            raise ValueError(f"a {window}x{window} window does not fit in a {x.shape[1]}x{x.shape[2]} "
+                             "image with VALID padding (no output): use a smaller window, or "
+                             "padding='SAME'")
     padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=np.nan)
     out_h, out_w = (padded.shape[1] - window) // stride + 1, (padded.shape[2] - window) // stride + 1
     reduce = np.nanmax if mode == "max" else np.nanmean

@@ -140,18 +140,22 @@ def make_train_step(model: ArticleCNN, optimizer, compute_dtype: str = "float32"
                     jit_compile: bool = False):
     """One compiled training step: forward with dropout, loss, gradients, optimizer update.
 
-    Returns a ``tf.function`` taking ``(images, labels)`` (float32 (batch, 28, 28, 1), int32
-    (batch,)) and returning ``(mean loss, number of correct predictions)``. ``jit_compile``
-    asks XLA to fuse the step (measured slower on CPU here; see the benchmark).
+    Returns a ``tf.function`` taking ``(images, labels, step)`` (float32 (batch, 28, 28, 1),
+    int32 (batch,), and the step number, an int64 scalar) and returning ``(mean loss, number of
+    correct predictions)``. The dropout mask is a stateless random function of ``(model seed,
+    step)``, so a run repeats mask for mask. ``jit_compile`` asks XLA to fuse the step
+    (measured slower on CPU here; see the benchmark).
     """
     import tensorflow as tf
 
     variables = model.variables
+    seed = tf.constant(model.hp.seed, tf.int64)
 
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
-    def train_step(images, labels):
+    def train_step(images, labels, step):
         with tf.GradientTape() as tape:
-            logits = model.stages(images, training=True, compute_dtype=compute_dtype)["logits"]
+            logits = model.stages(images, training=True, compute_dtype=compute_dtype,
+                                  dropout_seed=tf.stack([seed, tf.cast(step, tf.int64)]))["logits"]
             loss = cross_entropy(labels, logits)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         predicted = tf.argmax(logits, 1, output_type=tf.int32)
@@ -231,17 +235,37 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         evaluate: measure the test accuracy at all (the benchmark turns it off).
         verbose: print a progress line per epoch.
     """
+    import tensorflow as tf
+
     if not isinstance(model, ArticleCNN):
         raise TypeError(f"train() expects an ArticleCNN, got {type(model).__name__}")
+    if not isinstance(data, MNIST):
+        raise TypeError(f"train() expects MNIST from load_mnist(), got {type(data).__name__}")
     hp = hp or model.hp
+    if not isinstance(hp, Hyperparameters):
+        raise TypeError(f"hp must be a Hyperparameters, got {type(hp).__name__}")
+    for name in ("keep_rate", "n_classes", "seed"):
+        if getattr(hp, name) != getattr(model.hp, name):
+            raise ValueError(
+                f"hp.{name}={getattr(hp, name)!r} but the model was built with {name}="
+                f"{getattr(model.hp, name)!r}, and the model's own setting is the one that would "
+                f"apply. Build the model with these settings, ArticleCNN(hp), or leave hp out.")
+    for name, value in (("max_steps", max_steps), ("eval_every", eval_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy is a share in (0, 1], got {target_accuracy}")
+    if not evaluate and (target_accuracy is not None or eval_every is not None):
+        raise ValueError("target_accuracy and eval_every need evaluations: leave evaluate=True, "
+                         "or drop them")
+    if len(data.x_train) == 0:
+        raise ValueError("data holds no training images")
     set_seed(hp.seed)
     compute_dtype = resolve_precision(hp.precision)
     steps_per_epoch = -(-len(data.x_train) // hp.batch_size)
     total = hp.epochs * steps_per_epoch if max_steps is None else min(max_steps, hp.epochs * steps_per_epoch)
     opt = make_optimizer(optimizer, hp, total)
-    dataset = make_dataset(data.x_train, data.y_train, hp.batch_size, seed=hp.seed, shift=hp.shift)
     train_step = make_train_step(model, opt, compute_dtype)
 
     history = History()
@@ -261,9 +285,12 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
             break
         epoch_steps = min(steps_per_epoch, total - step)
         losses, correct, images, epoch_seconds, acc = [], 0, 0, 0.0, None
+        # Each epoch's order and shifts are a function of (seed, epoch): a run repeats exactly.
+        dataset = make_dataset(data.x_train, data.y_train, hp.batch_size, seed=hp.seed,
+                               shift=hp.shift, epoch=epoch - 1)
         started = time.perf_counter()
         for batch_images, batch_labels in dataset:
-            loss, right = train_step(batch_images, batch_labels)
+            loss, right = train_step(batch_images, batch_labels, tf.constant(step, tf.int64))
             losses.append(loss)
             correct += right
             images += int(batch_labels.shape[0])
