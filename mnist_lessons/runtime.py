@@ -70,26 +70,54 @@ def describe_runtime() -> dict[str, Any]:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def has_fast_bfloat16() -> bool:
+def has_fast_bfloat16(cpu_flags: str | None = None,
+                      gpu_capabilities: list[tuple[int, int]] | None = None) -> bool:
     """True when this machine multiplies bfloat16 in hardware, so mixed precision pays.
 
-    That is a GPU of compute capability 8.0 or newer (A100, H100, L4...), or a CPU with AMX or
-    AVX-512 BF16 instructions (recent Xeons). Elsewhere bfloat16 is emulated and slower.
-    """
-    import tensorflow as tf
+    Training runs on the GPU when there is one, so the GPU decides: bfloat16 is fast from
+    compute capability 8.0 on (A100 is 8.0, L4 8.9, H100 9.0); a T4 (7.5) emulates it, and a fast
+    CPU beside it does not help. Without a GPU the CPU decides: it needs the AMX (``amx_bf16``)
+    or AVX-512 BF16 (``avx512_bf16``) instructions of recent Xeons and EPYCs. Elsewhere
+    bfloat16 is emulated and slower than float32.
 
-    for gpu in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if capability and tuple(capability) >= (8, 0):
-            return True
-    if tf.config.list_physical_devices("GPU"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    Both inputs can be passed in, to ask about a machine you are not on (the tests do):
+
+    Args:
+        cpu_flags: the CPU's feature flags, as the ``flags`` line of ``/proc/cpuinfo``
+            (``"flags : fpu vme ... avx512_bf16 ..."``, the label is optional). Only whole
+            words count: ``noamx_bf16`` is not ``amx_bf16``. None reads ``/proc/cpuinfo``
+            (no such file, as on macOS or Windows: no flags).
+        gpu_capabilities: the compute capability ``(major, minor)`` of each GPU, ``[]`` for
+            none. None asks TensorFlow about the GPUs it sees (a GPU whose capability it
+            cannot tell counts as slow).
+    """
+    if gpu_capabilities is None:
+        import tensorflow as tf
+
+        gpu_capabilities = []
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            gpu_capabilities.append(tuple(details.get("compute_capability") or (0, 0)))
+    for capability in gpu_capabilities:
+        if not (isinstance(capability, tuple) and len(capability) == 2
+                and all(isinstance(n, int) for n in capability)):
+            raise ValueError(f"a GPU's compute capability is a pair such as (8, 0), got "
+                             f"{capability!r}")
+    if gpu_capabilities:
+        return any(capability >= (8, 0) for capability in gpu_capabilities)
+    if cpu_flags is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            lines = []
+        # One "flags : ..." line per core, all the same; "vmx flags" and others are not it.
+        cpu_flags = next((line for line in lines if line.split(":")[0].strip() == "flags"), "")
+    if not isinstance(cpu_flags, str):
+        raise TypeError(f"cpu_flags is the flags line as one string, e.g. 'fpu vme avx2', got "
+                        f"{type(cpu_flags).__name__}")
+    words = set(cpu_flags.split())
+    return "amx_bf16" in words or "avx512_bf16" in words
 
 
 def resolve_precision(precision: str = "auto") -> str:

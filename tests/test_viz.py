@@ -16,9 +16,13 @@ def _images_drawn(fig: Figure) -> list[np.ndarray]:
 def test_plot_digits_draws_one_panel_per_image_with_its_label(mnist):
     fig = viz.plot_digits(mnist.x_train[:12], mnist.y_train[:12], n_cols=6)
     assert isinstance(fig, Figure) and len(fig.axes) == 12
-    assert [ax.get_title() for ax in fig.axes[:5]] == ["5", "0", "4", "1", "9"]
-    assert all(a.shape == (28, 28) for a in _images_drawn(fig))
-    np.testing.assert_array_equal(_images_drawn(fig)[0], mnist.x_train[0])
+    # MNIST's first twelve training labels (read from the original IDX file).
+    assert [ax.get_title() for ax in fig.axes] == ["5", "0", "4", "1", "9", "2", "1", "3", "1",
+                                                   "4", "3", "5"]
+    drawn = _images_drawn(fig)
+    assert len(drawn) == 12
+    for shown, image in zip(drawn, mnist.x_train[:12]):
+        np.testing.assert_array_equal(shown, image)
 
 
 def test_plot_digits_marks_wrong_predictions(mnist):
@@ -40,7 +44,15 @@ def test_plot_class_counts_bars_are_the_counts(mnist):
     fig = viz.plot_class_counts(mnist.y_train, mnist.y_test)
     bars = fig.axes[0].patches
     assert len(bars) == 20
-    assert [b.get_height() for b in bars[:10]] == np.bincount(mnist.y_train).tolist()
+    # MNIST's published class counts: training bars first, then test bars.
+    assert [b.get_height() for b in bars[:10]] == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
+                                                   6265, 5851, 5949]
+    assert [b.get_height() for b in bars[10:]] == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
+                                                   974, 1009]
+    # Side by side: each digit's training bar just left of its test bar, both on the digit.
+    for digit in range(10):
+        train_bar, test_bar = bars[digit], bars[10 + digit]
+        assert digit - 0.5 < train_bar.get_x() < test_bar.get_x() < digit + 0.5
 
 
 def test_plot_pixel_histogram_counts_every_pixel(mnist):
@@ -49,9 +61,12 @@ def test_plot_pixel_histogram_counts_every_pixel(mnist):
 
 
 def test_mean_digits_are_class_averages(mnist):
-    means = viz.mean_digits(mnist.x_test, mnist.y_test)
+    # Twenty flat images: image i is all i, labelled i % 10, so digit d averages d and d + 10.
+    images = np.repeat(np.arange(20, dtype=np.uint8), 28 * 28).reshape(20, 28, 28)
+    means = viz.mean_digits(images, np.arange(20) % 10)
     assert means.shape == (10, 28, 28)
-    np.testing.assert_allclose(means[7], mnist.x_test[mnist.y_test == 7].mean(axis=0))
+    np.testing.assert_array_equal(means, np.broadcast_to(np.arange(10.0)[:, None, None] + 5,
+                                                         (10, 28, 28)))
     fig = viz.plot_mean_digits(mnist.x_test, mnist.y_test)
     assert len(fig.axes) == 10 and fig.axes[3].get_title() == "mean 3"
     with pytest.raises(ValueError, match="no image of digit"):
@@ -95,10 +110,12 @@ def test_plot_training_curves_draws_one_line_per_run_in_both_panels():
 
 def test_plot_confusion_matrix_prints_every_nonzero_count():
     m = np.diag(np.arange(1, 11))
-    m[3, 5] = 7
+    m[3, 5] = 7                      # true 3, predicted 5: row 3, column 5
     fig = viz.plot_confusion_matrix(m)
-    texts = [t.get_text() for t in fig.axes[0].texts]
-    assert len(texts) == 11 and "7" in texts
+    printed = {tuple(map(int, t.get_position())): t.get_text() for t in fig.axes[0].texts}
+    expected = {(d, d): str(d + 1) for d in range(10)}  # (column, row) -> count
+    expected[(5, 3)] = "7"
+    assert len(fig.axes[0].texts) == 11 and printed == expected
     with pytest.raises(ValueError, match="10x10"):
         viz.plot_confusion_matrix(np.zeros((3, 3)))
 
@@ -107,17 +124,30 @@ def test_plot_mistakes_titles_prediction_confidence_and_truth(mnist):
     from mnist_lessons.evaluate import misclassified
 
     probs = np.full((5, 10), 0.01)
-    probs[np.arange(5), [1, 2, 3, 4, 5]] = 0.9  # every prediction is label + 1 for 0..4
+    # Every prediction is label + 1, image 4 the most confident, then 3, 2...
+    probs[np.arange(5), [1, 2, 3, 4, 5]] = [0.5, 0.6, 0.7, 0.8, 0.9]
     mistakes = misclassified(np.array([0, 1, 2, 3, 4]), probs)
     fig = viz.plot_mistakes(mnist.x_test[:5], mistakes, n=3)
     assert len(fig.axes) == 3
-    assert fig.axes[0].get_title() == "1 (90%)\ntrue 0"
+    assert [ax.get_title() for ax in fig.axes] == ["5 (90%)\ntrue 4", "4 (80%)\ntrue 3",
+                                                   "3 (70%)\ntrue 2"]
+    for shown, index in zip(_images_drawn(fig), [4, 3, 2]):
+        np.testing.assert_array_equal(shown, mnist.x_test[index])
 
 
 def test_plot_activation_scales_groups_bars_per_stage():
     scales = {"a": {"conv1": 1.0, "fc": 10.0}, "b": {"conv1": 2.0, "fc": 0.5}}
     fig = viz.plot_activation_scales(scales)
-    assert len(fig.axes[0].patches) == 4
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert len(bars) == 4
+    # Run a's bars, then run b's; at each stage (x = 0, 1) a stands left of b, touching it.
+    centres = [round(b.get_x() + b.get_width() / 2, 6) for b in bars]
+    assert centres == [-0.2, 0.8, 0.2, 1.2]
+    assert [round(b.get_width(), 6) for b in bars] == [0.4] * 4
+    assert [b.get_height() for b in bars] == [1.0, 10.0, 2.0, 0.5]
+    assert bars[0].get_facecolor() == bars[1].get_facecolor() != bars[2].get_facecolor()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["conv1", "fc"]
     with pytest.raises(ValueError, match="same stages"):
         viz.plot_activation_scales({"a": {"conv1": 1.0}, "b": {"fc": 1.0}})
 
@@ -180,7 +210,7 @@ def test_plot_probabilities_highlights_the_largest():
     fig = viz.plot_probabilities(np.array([0.1, 0.7, 0.2]))
     bars = fig.axes[0].patches
     assert [round(b.get_height(), 2) for b in bars] == [0.1, 0.7, 0.2]
-    assert bars[1].get_facecolor() != bars[0].get_facecolor()
+    assert bars[0].get_facecolor() == bars[2].get_facecolor() != bars[1].get_facecolor()
     with pytest.raises(ValueError, match="one probability vector"):
         viz.plot_probabilities(np.ones((2, 3)))
 

@@ -50,10 +50,17 @@ def test_softmax_temperature_sharpens_and_flattens():
 
 
 def test_network_view_returns_maps_prediction_and_probabilities(mnist):
+    import tensorflow as tf
+
     model = ArticleCNN()
     maps, predicted, probs = widgets.network_view(model, mnist.x_test[0], "pool1")
-    assert maps.shape == (14, 14, 32) and 0 <= predicted <= 9
+    x = mnist.x_test[:1].astype(np.float32) / 255.0
+    assert maps.shape == (14, 14, 32)
+    np.testing.assert_allclose(maps, model.stages(x)["pool1"].numpy()[0], rtol=1e-6)
+    expected = tf.nn.softmax(model(x)).numpy()[0]  # TensorFlow's softmax of the same digit
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     assert probs.shape == (10,) and probs.sum() == pytest.approx(1.0)
+    assert predicted == int(np.argmax(expected))
     with pytest.raises(ValueError, match="layer must be one of"):
         widgets.network_view(model, mnist.x_test[0], "fc")
 
