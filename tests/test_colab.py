@@ -2,9 +2,11 @@
 
 What "Colab-like" means here, since Colab itself cannot be reached from CI:
 
-- a fresh virtual environment holding only what a Colab runtime already has and the course
-  uses: TensorFlow, Keras, NumPy, Matplotlib, ipywidgets and the IPython kernel (at the versions
-  of requirements.txt). No ``mnist_lessons``, no Jupyter Book, no pytest;
+- a fresh virtual environment on Python 3.12, as Colab's, holding only what a Colab runtime
+  already has and the course uses: TensorFlow (the ``tensorflow`` package, not the CPU-only
+  build), Keras, NumPy, Matplotlib, ipywidgets 7.7 (Colab's) and the IPython kernel, at the
+  versions of the lock file requirements.txt where Colab's do not differ, installed with uv.
+  No ``mnist_lessons``, no Jupyter Book, no pytest. Skipped when no Python 3.12 is found;
 - a kernel that has imported ``google.colab`` before the first cell runs, as Colab's does (an
   IPython start-up file imports a stand-in module);
 - each notebook copied alone into an empty folder, so nothing of the repository is importable,
@@ -21,34 +23,82 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 PAGES = sorted(ROOT.glob("book/*.ipynb"))
-# What a Colab runtime has before the set-up cell runs (the course's share of it). Colab has the
-# GPU build of TensorFlow; on a machine without a GPU the CPU build behaves the same.
-COLAB_PREINSTALLED = ("tensorflow-cpu", "keras", "numpy", "matplotlib", "ipywidgets")
+# What a Colab runtime has before the set-up cell runs (the course's share of it), at the lock's
+# versions, except where Colab's own differ (COLAB_VERSIONS). Colab has the full `tensorflow`
+# package (GPU-capable; on a machine without a GPU it runs on the CPU), not `tensorflow-cpu`.
+COLAB_PREINSTALLED = ("tensorflow", "keras", "numpy", "matplotlib", "ipywidgets", "ipykernel")
+COLAB_VERSIONS = {"ipywidgets": "7.7.1"}
+COLAB_PYTHON = "3.12"
 
 pytestmark = pytest.mark.slow
 
 
+def _lock() -> list[Requirement]:
+    """Every requirement of the lock file: hashes, comments and continuation lines dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "requirements.txt").read_text())
+    lines = (re.split(r"\s--|#", line)[0].strip() for line in text.splitlines())
+    return [Requirement(line) for line in lines if line and not line.startswith("-")]
+
+
 def _pins(names: tuple[str, ...]) -> list[str]:
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            pins[line.split("==")[0].lower()] = line
-    return [pins[name] for name in names]
+    """``name==version`` from the lock for each name; where the lock has several (one per
+    platform or Python), the one whose marker applies here, else the first."""
+    pins: dict[str, str] = {}
+    for req in _lock():
+        name = canonicalize_name(req.name)
+        if name not in pins or req.marker is None or req.marker.evaluate():
+            pins[name] = f"{name}=={next(iter(req.specifier)).version}"
+    return [pins[canonicalize_name(name)] for name in names]
+
+
+def _colab_python() -> str | None:
+    """A Python like Colab's: ``python3.12`` on PATH if it runs, else pyenv's, else None."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = [shutil.which(f"python{COLAB_PYTHON}"),
+             *map(str, sorted(pyenv.glob(f"versions/{COLAB_PYTHON}.*/bin/python{COLAB_PYTHON}")))]
+    wanted = tuple(map(int, COLAB_PYTHON.split(".")))
+    for python in filter(None, found):
+        check = subprocess.run([python, "-c", f"import sys; sys.exit(sys.version_info[:2] != {wanted})"],
+                               capture_output=True)
+        if check.returncode == 0:
+            return python
+    return None
+
+
+def _build_colab_venv(venv: Path, base_python: str) -> Path:
+    """Create the Colab-like virtual environment: the standard library's venv (pip included, as
+    Colab has it), then uv installs COLAB_PREINSTALLED, the rest of what they need held to the
+    lock's versions where the lock has them. Returns the environment's Python."""
+    _run([base_python, "-m", "venv", str(venv)])
+    python = venv / "bin" / "python"
+    # Not held to the lock: TensorFlow (pinned below, the lock's CPU-only build left out) and
+    # what Colab has at its own versions, with ipywidgets 7's companion packages.
+    free = {"tensorflow", "tensorflow-cpu", "widgetsnbextension", "jupyterlab-widgets",
+            *map(canonicalize_name, COLAB_VERSIONS)}
+    constraints = venv / "lock-constraints.txt"
+    constraints.write_text("".join(f"{req}\n" for req in _lock()
+                                   if canonicalize_name(req.name) not in free))
+    wanted = [f"{name}=={COLAB_VERSIONS[name]}" if name in COLAB_VERSIONS else pin
+              for name, pin in zip(COLAB_PREINSTALLED, _pins(COLAB_PREINSTALLED))]
+    _run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", str(python),
+          "--constraint", str(constraints), *wanted], timeout=1800)
+    return python
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -108,11 +158,12 @@ def colab(tmp_path_factory) -> ColabLike:
     repo.mkdir()
     commit = _snapshot_working_tree(repo)
 
+    base_python = _colab_python()
+    if base_python is None:
+        pytest.skip(f"no Python {COLAB_PYTHON} found (Colab's): put python{COLAB_PYTHON} on PATH "
+                    "to run every page in a Colab-like environment")
     venv = root / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
-    python = venv / "bin" / "python"
-    _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-          *_pins(COLAB_PREINSTALLED), f"ipykernel=={version('ipykernel')}"], timeout=1800)
+    python = _build_colab_venv(venv, base_python)
     site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
                      ).stdout.strip())
     # google/ is a namespace package (protobuf lives there too): add colab/ without __init__.py.

@@ -8,6 +8,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The Pythons the Makefile accepts (tests/test_environment.py runs its check on each).
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
 
 
 def _readme_commands() -> list[str]:
@@ -26,17 +28,59 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", script, re.M)
 
 
+def _workflow() -> dict:
+    return yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+
+
+def _job_python(job: dict) -> str:
+    python = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+    return str(python["with"]["python-version"])
+
+
 def test_pages_workflow_builds_with_the_readme_book_command_and_deploys_the_html():
-    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    workflow = _workflow()
     steps = workflow["jobs"]["build"]["steps"]
     runs = [s["run"] for s in steps if "run" in s]
     assert runs == [_readme_commands()[0]]
-    python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
-    assert python["with"]["python-version"] == "3.11"
+    assert _job_python(workflow["jobs"]["build"]) in SUPPORTED_PYTHONS
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "_build/html"
     deploy = workflow["jobs"]["deploy"]["steps"]
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in deploy)
+
+
+def _needs(job: dict) -> list[str]:
+    needs = job.get("needs", [])
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
+def _upstream(jobs: dict, name: str) -> set[str]:
+    """Every job that must succeed before ``name`` starts (``needs:``, followed through)."""
+    seen: set[str] = set()
+    todo = _needs(jobs[name])
+    while todo:
+        job = todo.pop()
+        if job not in seen:
+            seen.add(job)
+            todo += _needs(jobs[job])
+    return seen
+
+
+def test_pages_workflow_deploys_only_after_the_readme_test_command_passes():
+    jobs = _workflow()["jobs"]
+    testing = [name for name, job in jobs.items()
+               if any(s.get("run", "").strip() in ("bash .ci/run", _readme_commands()[1])
+                      for s in job.get("steps", []))]
+    assert testing, "a job runs the README's test command (bash .ci/run or make test)"
+    deploying = [name for name, job in jobs.items()
+                 if any(s.get("uses", "").startswith("actions/deploy-pages") for s in job["steps"])]
+    assert deploying
+    for deploy in deploying:
+        assert set(testing) <= _upstream(jobs, deploy), f"{deploy} needs the tests to pass first"
+        # The book artifact that is deployed was built after the tests, too.
+        assert "build" in _upstream(jobs, deploy) and set(testing) <= _upstream(jobs, "build")
+    for name in testing:
+        assert _job_python(jobs[name]) in SUPPORTED_PYTHONS
 
 
 def test_book_address_in_readme_matches_the_repository():
