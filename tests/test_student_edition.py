@@ -1,8 +1,11 @@
-"""Exercises in every chapter, and the student and instructor editions made from them."""
+"""Exercises in every chapter, and the student edition made from them, run as a student would.
+
+How the editions are made (MyST to Markdown, solutions removed or folded) is tested in
+tests/test_editions.py.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,13 +15,7 @@ import pytest
 import tensorflow as tf
 
 from mnist_lessons import exercises
-from mnist_lessons.tools.student_edition import (
-    STUB_TAG,
-    _split_markdown,
-    main,
-    stub_for,
-    write_editions,
-)
+from mnist_lessons.tools.editions import STUB_TAG, write_editions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("ch*.ipynb"))
@@ -28,22 +25,11 @@ def _cells(path: Path) -> list:
     return nbformat.read(path, as_version=4).cells
 
 
-def _solution_texts(path: Path) -> list[str]:
-    """Every line of solution text in a book notebook (code and prose), for leak checks."""
-    lines, inside = [], False
-    for cell in _cells(path):
-        if cell.cell_type == "markdown":
-            pieces, inside = _split_markdown(cell.source, inside)
-            lines += [ln for piece, within in pieces if within for ln in piece.splitlines()]
-        elif "solution" in cell.metadata.get("tags", []):
-            lines += [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("def ", "@"))]
-    return [ln.strip() for ln in lines if len(ln.strip()) > 12]
-
-
 @pytest.fixture(scope="module")
-def editions(tmp_path_factory):
+def editions(executed_book, tmp_path_factory):
+    """The editions of the book's executed notebooks (see tests/test_editions.py)."""
     out = tmp_path_factory.mktemp("editions")
-    write_editions(ROOT / "book", out)
+    write_editions(executed_book, out, commit="0" * 40, book=ROOT / "book")
     return out
 
 
@@ -82,33 +68,6 @@ def test_the_solutions_in_the_book_pass_their_checkers(nb, capsys):
 def test_every_checker_is_used_in_a_chapter():
     used = {m for nb in NOTEBOOKS for c in _cells(nb) for m in re.findall(r"check_\w+", c.source)}
     assert {fn.__name__ for fn in exercises.CHECKERS.values()} <= used
-
-
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_student_edition_contains_no_solution_text(nb, editions):
-    student = (editions / "student" / nb.name).read_text()
-    instructor = (editions / "instructor" / nb.name).read_text()
-    texts = _solution_texts(nb)
-    assert texts, "the chapter has solutions"
-    for line in texts:
-        assert json.dumps(line)[1:-1] in instructor, f"instructor edition lost: {line}"
-        assert json.dumps(line)[1:-1] not in student, f"student edition leaks: {line}"
-    assert "{solution-start}" not in student and "{exercise}" not in student
-    assert "**Exercise" in student and "raise NotImplementedError" in student
-
-
-def test_stubs_keep_signatures_and_docstrings_only():
-    source = 'def f(x, y=2, *, z):\n    """Add."""\n    return x + y\n\n\ndef g(a):\n    return a\n'
-    stub = stub_for(source)
-    assert 'def f(x, y=2, *, z):\n    """Add."""\n    # your code here\n    raise NotImplementedError' in stub
-    assert "def g(a):" in stub and "return" not in stub
-    assert stub_for("print(1 + 1)") == "# your code here\nraise NotImplementedError"
-
-
-def test_command_writes_both_editions(tmp_path, capsys):
-    assert main(["--book", str(ROOT / "book"), "--out", str(tmp_path)]) == 0
-    assert f"student    {len(NOTEBOOKS)} notebooks" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "instructor").iterdir()) == [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.slow

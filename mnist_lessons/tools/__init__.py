@@ -5,6 +5,6 @@ A student never needs to open this folder. The lesson API (``data``, ``model``, 
 
 - :mod:`~mnist_lessons.tools.glue`            numbers computed in a cell, into the book's prose
 - :mod:`~mnist_lessons.tools.run_times`       the run time each page states, and how it is measured
-- :mod:`~mnist_lessons.tools.student_edition` the student and instructor notebooks
+- :mod:`~mnist_lessons.tools.editions`        the reader, student and instructor notebooks
 - :mod:`~mnist_lessons.tools.files`           writing cache files atomically
 """
