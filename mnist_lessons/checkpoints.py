@@ -14,13 +14,19 @@ the trained weights (:func:`run_settings`):
 - the optimizer, the dropout-at-test-time switch and the CI profile's step cap;
 - a fingerprint of the data it was trained and evaluated on (SHA-256 of the four arrays), so
   a model trained on a subset is never served for the full set;
-- a hash of the code that trains (the modules ``data``, ``model``, ``train``, ``evaluate`` and
-  ``runtime``, comments and docstrings left out), so a change to that code retrains;
+- a hash of the code that trains (the modules ``data``, ``model``, ``train`` and ``runtime``,
+  comments and docstrings left out), so a change to that code retrains;
 - the versions of TensorFlow, Keras and NumPy.
 
 Anything that does not match, a damaged file, or a file of an older format is a cache *miss*:
 :func:`trained_model` says why in one line and trains again; nothing has to be deleted by hand.
 Files are written atomically (a temporary file renamed when complete).
+
+The course model itself ships with the package (:data:`COURSE_MODEL_FILE`), so the chapters that
+study the trained network start in seconds on a fresh machine. :func:`trained_model` with the
+course settings loads it when its SHA-256 is the recorded one and it was trained by the current
+training code on the same data; its precision and library versions are those of the machine
+that trained it, stated in its record, not this one's.
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from typing import Any
 import numpy as np
 
 from . import data as data_module
-from . import evaluate as evaluate_module
 from . import model as model_module
 from . import runtime as runtime_module
 from . import train as train_module
@@ -52,8 +57,14 @@ from .train import History, train
 #: Bumped whenever the file layout changes; older files are then a miss.
 CACHE_FORMAT_VERSION = 2
 
-#: The modules whose code decides what training produces.
-TRAINING_CODE = (data_module, model_module, train_module, evaluate_module, runtime_module)
+#: The modules whose code decides what training produces (evaluation is not among them: it
+#: reads the weights but never changes them).
+TRAINING_CODE = (data_module, model_module, train_module, runtime_module)
+
+#: The course model, trained once by ``python -m mnist_lessons.tools.course_model`` and shipped
+#: with the package, and its record (SHA-256, size, settings, the accuracy measured on the file).
+COURSE_MODEL_FILE = Path(__file__).with_name("course_model.npz")
+COURSE_MODEL_RECORD = Path(__file__).with_name("course_model.json")
 
 
 class ModelCacheError(RuntimeError):
@@ -180,11 +191,13 @@ def cache_path(run: dict[str, Any], cache_dir: Path | None = None) -> Path:
     return (cache_dir or settings().cache_dir) / "models" / f"article_cnn-{digest}.npz"
 
 
-def save_trained(model: ArticleCNN, history: History, run: dict[str, Any], path: Path) -> Path:
-    """Write weights, history and settings to ``path`` atomically (temporary file, rename)."""
+def save_trained(model: ArticleCNN, history: History, run: dict[str, Any], path: Path,
+                 compress: bool = False) -> Path:
+    """Write weights, history and settings to ``path`` atomically (temporary file, rename);
+    ``compress`` zips the arrays (lossless)."""
     arrays = {**model.get_weights(), **{f"history/{k}": v for k, v in history.to_arrays().items()}}
     arrays["settings"] = np.array(json.dumps(run, sort_keys=True))
-    return save_npz_atomically(path, arrays)
+    return save_npz_atomically(path, arrays, compress=compress)
 
 
 def load_trained(path: str | os.PathLike, run: dict[str, Any] | None = None) -> TrainedModel:
@@ -232,14 +245,66 @@ def load_trained(path: str | os.PathLike, run: dict[str, Any] | None = None) -> 
     return TrainedModel(model, history, saved, path, from_cache=True)
 
 
+def course_model_record() -> dict[str, Any]:
+    """The shipped course model's record: file, SHA-256, size in bytes, test accuracy measured
+    on the file, the settings it was trained with, and how long it trained."""
+    try:
+        return json.loads(COURSE_MODEL_RECORD.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelCacheError(f"The course model's record {COURSE_MODEL_RECORD} cannot be read "
+                              f"({type(err).__name__}); reinstall mnist_lessons.", "no record") from None
+
+
+def load_course_model(data: MNIST | None = None) -> TrainedModel:
+    """The shipped course model, checked before use.
+
+    Raises:
+        ModelCacheError: the file's SHA-256 is not the recorded one, or the model was trained by
+            other training code or on other data than ``data`` (MNIST when None), so it would be
+            stale; ``reason`` says which.
+    """
+    record = course_model_record()
+    try:
+        digest = hashlib.sha256(COURSE_MODEL_FILE.read_bytes()).hexdigest()
+    except OSError:
+        raise ModelCacheError(f"The course model {COURSE_MODEL_FILE} is missing; reinstall "
+                              "mnist_lessons.", "no shipped file") from None
+    if digest != record["sha256"]:
+        raise ModelCacheError(f"The course model {COURSE_MODEL_FILE} has SHA-256 {digest}, not the "
+                              f"recorded {record['sha256']}: it is damaged; reinstall mnist_lessons.",
+                              "shipped file damaged")
+    result = load_trained(COURSE_MODEL_FILE)
+    saved = result.settings
+    expected = COURSE_DEFAULTS.replace(precision=saved["hyperparameters"]["precision"]).to_dict()
+    if saved["hyperparameters"] != expected or saved["optimizer"] != "adam" \
+            or saved["dropout_at_inference"] or saved["max_steps"] is not None:
+        raise ModelCacheError("The shipped model was not trained with the course settings.",
+                              "shipped model has other settings")
+    if saved["code"] != training_code_hash():
+        raise ModelCacheError("The shipped course model was trained by other training code than "
+                              "this; rebuild it with python -m mnist_lessons.tools.course_model.",
+                              "shipped model trained by other code")
+    if saved["data"] != data_fingerprint(load_mnist() if data is None else data):
+        raise ModelCacheError("The shipped course model was trained on other data.",
+                              "shipped model trained on other data")
+    return result
+
+
+def _is_course_run(hp: Hyperparameters, optimizer: str, dropout_at_inference: bool) -> bool:
+    return (hp.replace(precision="auto") == COURSE_DEFAULTS and optimizer == "adam"
+            and not dropout_at_inference)
+
+
 def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                   dropout_at_inference: bool = False, data: MNIST | None = None,
-                  retrain: bool = False, verbose: bool = True) -> TrainedModel:
+                  retrain: bool = False, shipped: bool = True, verbose: bool = True) -> TrainedModel:
     """The article's network trained with ``hp`` (course defaults if None), cached.
 
     The first call trains (printing progress) and saves; later calls load in about a second.
     A cached file that cannot be used (damaged, older format, other settings) is a miss: one
-    line says why, and the model is trained again. In the CI profile each run stops after a few
+    line says why, and the model is trained again. The course settings load the course model
+    shipped with the package (:func:`load_course_model`) in any profile; ``retrain=True``
+    trains them anew instead. In the CI profile each run stops after a few
     steps, so the same notebook code runs fast.
 
     Args:
@@ -247,7 +312,10 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
         optimizer: ``"adam"`` or ``"sgd"``.
         dropout_at_inference: the article's mistake of leaving dropout on at test time.
         data: MNIST, loaded when not given (a subset gets its own cache entry).
-        retrain: ignore and overwrite the cached file.
+        retrain: ignore and overwrite the cached file (and the shipped course model).
+        shipped: with the course settings, load the course model shipped with the package;
+            ``False`` trains them here instead (or loads this machine's cached run), as
+            chapter 10 does.
         verbose: print progress while training, and where the model came from.
     """
     hp = COURSE_DEFAULTS if hp is None else hp
@@ -257,6 +325,16 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {train_module.OPTIMIZERS}")
     cfg = settings()
     data = load_mnist() if data is None else data
+    if shipped and not retrain and _is_course_run(hp, optimizer, dropout_at_inference):
+        try:
+            result = load_course_model(data)
+        except ModelCacheError as miss:
+            print(f"the shipped course model could not be used ({miss.reason}): training it")
+        else:
+            if verbose:
+                print(f"loaded the course model shipped with mnist_lessons (test accuracy "
+                      f"{result.history.final_test_accuracy:.2%})")
+            return result
     run = run_settings(hp, optimizer, dropout_at_inference, cfg.max_train_steps, data)
     path = cache_path(run, cfg.cache_dir)
     if path.exists() and not retrain:
