@@ -129,6 +129,45 @@ def pool2d_numpy(x: Any, window: int = 2, stride: int = 2, padding: str = "SAME"
     return out
 
 
+def receptive_field(layers: Any) -> list[tuple[int, int]]:
+    """How large a patch of the input one value sees after each layer, and how far apart the
+    patches of neighbouring values are.
+
+    Two different numbers, easy to confuse. The *spacing* (or total stride) is how many input
+    pixels you move when you step to the next value of a map: every stride multiplies it. The
+    *receptive field* is the size of the input patch a value depends on: a window of ``k``
+    values, each ``spacing`` pixels apart, adds ``(k - 1) * spacing`` pixels to it::
+
+        size_out = size_in + (window - 1) * spacing_in      spacing_out = spacing_in * stride
+
+    starting from one pixel (size 1, spacing 1). Padding does not change either number; it only
+    decides where the patches of the border values start. ReLU and dropout, which look at one
+    value at a time, are layers with window 1 and stride 1 and change nothing.
+
+    Args:
+        layers: ``(window, stride)`` for each layer in order, e.g. ``(5, 1)`` for a 5 x 5
+            convolution with stride 1 and ``(2, 2)`` for a 2 x 2 pool with stride 2.
+
+    Returns:
+        ``(size, spacing)`` after each layer, in input pixels (a patch is ``size x size``).
+
+    >>> receptive_field([(5, 1), (2, 2), (5, 1), (2, 2)])   # conv1, pool1, conv2, pool2
+    [(5, 1), (6, 2), (14, 2), (16, 4)]
+    """
+    size, spacing, out = 1, 1, []
+    for i, layer in enumerate(layers):
+        try:
+            window, stride = layer
+        except (TypeError, ValueError):
+            raise ValueError(f"each layer is a pair (window, stride), got {layer!r} at position "
+                             f"{i}") from None
+        window = _check_positive_int("window", window)
+        stride = _check_positive_int("stride", stride)
+        size, spacing = size + (window - 1) * spacing, spacing * stride
+        out.append((size, spacing))
+    return out
+
+
 def relu_numpy(x: Any) -> np.ndarray:
     """Rectified linear unit: negative values become 0, positive ones pass unchanged."""
     return np.maximum(np.asarray(x, dtype=np.float64), 0.0)

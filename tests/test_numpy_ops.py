@@ -130,3 +130,74 @@ def test_bad_shapes_get_clear_errors():
         ops.pool2d_numpy(np.zeros((1, 4, 4, 1)), mode="min")
     with pytest.raises(ValueError, match="0..9"):
         ops.cross_entropy_numpy(np.array([10]), np.zeros((1, 10)))
+
+
+
+def _measured_patch(layers, side=48):
+    """Measure with TensorFlow's gradients the input patch one output value depends on.
+
+    Every layer is built as a convolution with an all-ones kernel and no padding, so the stack is
+    linear with positive weights: d(output)/d(input) is positive exactly on the pixels the output
+    depends on. Returns the patch's (height, width) and how many pixels the patch moves when the
+    output moves by one row."""
+    x = tf.Variable(tf.zeros([1, side, side, 1]))
+    with tf.GradientTape(persistent=True) as tape:
+        y = x
+        for window, stride in layers:
+            y = tf.nn.conv2d(y, tf.ones([window, window, 1, 1]), strides=stride, padding="VALID")
+        i = y.shape[1] // 2
+        here, below = y[0, i, i, 0], y[0, i + 1, i, 0]
+    patches = []
+    for out in (here, below):
+        rows, cols = np.nonzero(tape.gradient(out, x).numpy()[0, :, :, 0])
+        assert (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) == len(rows), "a square"
+        patches.append((rows.min(), rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+    (top, height, width), (next_top, _, _) = patches
+    return (height, width), next_top - top
+
+
+@pytest.mark.parametrize("layers", [
+    [(5, 1), (2, 2), (5, 1), (2, 2)],   # the article's conv1, pool1, conv2, pool2
+    [(3, 1), (3, 1), (3, 1)],           # three 3x3 convolutions see 7x7
+    [(3, 2), (3, 2), (2, 1)],
+    [(7, 3), (1, 1), (2, 2)],           # a 1x1 layer changes nothing
+    [(1, 1)],
+])
+def test_receptive_field_matches_the_patch_gradients_depend_on(layers):
+    size, spacing = ops.receptive_field(layers)[-1]
+    (height, width), shift = _measured_patch(layers)
+    assert (height, width) == (size, size)
+    assert shift == spacing
+
+
+def test_receptive_field_of_the_article_network_after_each_layer():
+    assert ops.receptive_field([(5, 1), (2, 2), (5, 1), (2, 2)]) == [(5, 1), (6, 2), (14, 2), (16, 4)]
+    assert ops.receptive_field([]) == []
+
+
+def test_receptive_field_holds_for_the_real_network_with_relu_max_pooling_and_padding():
+    # The article's network itself (random weights, SAME padding, ReLU, max pooling): over a few
+    # random images, the pixels that pool2 at row 3, column 3 depends on form a 16x16 patch, and
+    # the patch of the next column starts 4 pixels further right.
+    from mnist_lessons.model import ArticleCNN
+
+    model = ArticleCNN()
+    x = tf.Variable(RNG.random((8, 28, 28, 1)).astype(np.float32))
+    starts = []
+    for col in (3, 4):
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(model.stages(x)["pool2"][:, 3, col, :])
+        touched = np.abs(tape.gradient(value, x).numpy()).sum(axis=(0, 3)) > 0
+        rows, cols = np.nonzero(touched)
+        assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (16, 16)
+        starts.append(cols.min())
+    assert starts[1] - starts[0] == 4
+
+
+def test_receptive_field_explains_bad_layers():
+    with pytest.raises(ValueError, match="pair"):
+        ops.receptive_field([5])
+    with pytest.raises(ValueError, match="window must be a positive integer"):
+        ops.receptive_field([(0, 1)])
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        ops.receptive_field([(3, 1.5)])
