@@ -3,6 +3,7 @@ wrong answers with the right hint, and nothing a student passes in can make it r
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -31,22 +32,47 @@ def assert_rejects(checker, answer, hint, capsys):
 
 # ---- reference solutions (the notebooks' solution cells hold the same code) ------------------
 
-@tf.function
-def square_sum(x):
-    return tf.reduce_sum(x * x)
+def numerical_gradient(f, x, h=1e-5):
+    grad = np.zeros_like(x, dtype=float)
+    for i in range(x.size):
+        nudged = x.copy()
+        nudged[i] += h
+        up = f(nudged)
+        nudged[i] -= 2 * h
+        grad[i] = (up - f(nudged)) / (2 * h)
+    return grad
 
 
-def square_sum_plain(x):
-    return tf.reduce_sum(x * x)
+def numerical_gradient_in_place(f, x, h=1e-5):
+    """Nudges x itself, but puts every element back: x is unchanged afterwards."""
+    grad = []
+    for i in range(len(x)):
+        old = x[i]
+        x[i] = old + h
+        up = f(x)
+        x[i] = old - h
+        down = f(x)
+        x[i] = old
+        grad.append((up - down) / (2 * h))
+    return grad
 
 
-@tf.function
-def plain_sum(x):
-    return tf.reduce_sum(x)
+def numerical_gradient_nudging_x(f, x, h=1e-5):
+    grad = np.zeros_like(x)
+    for i in range(x.size):
+        x[i] += h
+        up = f(x)
+        x[i] -= 2 * h
+        grad[i] = (up - f(x)) / (2 * h)
+    return grad
 
 
-def count_digits(labels):
-    return np.bincount(labels, minlength=10)
+def xent_grad(logits, labels):
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = p / p.sum(axis=1, keepdims=True)  # softmax of each row
+    y = np.zeros_like(p)
+    y[np.arange(len(labels)), labels] = 1.0  # one-hot labels
+    return (p - y) / len(labels)
 
 
 def steps_per_epoch(n_images, batch_size, drop_last):
@@ -57,8 +83,10 @@ def conv_params(kh, kw, c_in, c_out):
     return kh * kw * c_in * c_out + c_out
 
 
-def flat_to_nhwc(x):
-    return tf.reshape(x, [-1, 28, 28, 1])
+def conv_output_size(size, kernel, stride, padding):
+    if padding == "SAME":
+        return -(-size // stride)  # ceil(size / stride): the kernel size drops out
+    return (size - kernel) // stride + 1
 
 
 def conv2d_valid(image, kernel):
@@ -85,54 +113,194 @@ def stable_softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def sgd_step(weights, gradient, learning_rate):
-    return weights - learning_rate * gradient
+def adam_step(w, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7):
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g**2
+    alpha = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+    w = w - alpha * m / (np.sqrt(v) + eps)
+    return w, m, v
+
+
+def adam_step_textbook(w, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7):
+    """The paper's form: epsilon added to sqrt(v_hat), not to sqrt(v) as Keras does."""
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g**2
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+    return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
 def accuracy_from_logits(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
 
+def receptive_field(layers):
+    size, spacing, out = 1, 1, []
+    for window, stride in layers:
+        size += (window - 1) * spacing
+        spacing *= stride
+        out.append((size, spacing))
+    return out
+
+
+def receptive_field_backwards(layers):
+    """Written the other way round: walk back from one output value to the input."""
+    out = []
+    for n in range(1, len(layers) + 1):
+        size, spacing = 1, 1  # in units of the map after layer n
+        for window, stride in reversed(layers[:n]):
+            size = (size - 1) * stride + window
+            spacing *= stride
+        out.append([np.int64(size), np.int64(spacing)])
+    return out
+
+
+#: The book's checkers, and the accuracy checker, which 11.1 used before it became receptive_field.
+CHECKS = {**ex.CHECKERS, "accuracy": ex.check_accuracy_from_logits}
+
+
+def _order(number):
+    return tuple(map(int, number.split("."))) if number[0].isdigit() else (99,)
+
+
 REFERENCE = {
-    "1.1": square_sum, "2.1": count_digits, "3.1": steps_per_epoch, "4.1": conv_params,
-    "5.1": flat_to_nhwc, "6.1": conv2d_valid, "7.1": max_pool_2x2, "8.1": dropout,
-    "9.1": stable_softmax, "10.1": sgd_step, "11.1": accuracy_from_logits,
+    "1.1": numerical_gradient, "2.1": xent_grad, "3.1": steps_per_epoch, "4.1": conv_params,
+    "5.1": conv_output_size, "6.1": conv2d_valid, "7.1": max_pool_2x2, "8.1": dropout,
+    "9.1": stable_softmax, "10.1": adam_step, "11.1": receptive_field,
+    "accuracy": accuracy_from_logits,
 }
 
 
-@pytest.mark.parametrize("number", sorted(ex.CHECKERS, key=lambda n: tuple(map(int, n.split(".")))))
+# ---- correct answers written differently: NumPy and TF, float32 and float64 ------------------
+
+def adam_step_tf32(w, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7):
+    """Keras's own arrangement, in float32 TensorFlow."""
+    w, g, m, v = (tf.cast(a, tf.float32) for a in (w, g, m, v))
+    m = m + (g - m) * (1 - beta1)
+    v = v + (tf.square(g) - v) * (1 - beta2)
+    alpha = lr * tf.sqrt(1 - beta2**t) / (1 - beta1**t)
+    return w - alpha * m / (tf.sqrt(v) + eps), m, v
+
+
+ALTERNATIVES = [
+    ("1.1", numerical_gradient_in_place),
+    ("1.1", lambda f, x, h: np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(len(x))])),
+    ("2.1", lambda z, y: (tf.nn.softmax(tf.cast(z, tf.float32)) - tf.one_hot(y, 10)) / len(y)),
+    ("3.1", lambda n, b, d: n // b if d else math.ceil(n / b)),
+    ("4.1", lambda kh, kw, ci, co: (kh * kw * ci + 1) * co),
+    ("5.1", lambda s, k, st, p: math.ceil(s / st) if p == "SAME" else math.ceil((s - k + 1) / st)),
+    ("6.1", lambda im, k: tf.nn.conv2d(tf.constant(im[None, :, :, None], tf.float32),
+                                       tf.constant(k[:, :, None, None], tf.float32), 1, "VALID")[0, :, :, 0]),
+    ("7.1", lambda m: tf.nn.max_pool2d(tf.constant(m[None, :, :, None], tf.float32), 2, 2, "VALID")[0, :, :, 0]),
+    ("8.1", lambda x, r, rng: tf.where(rng.random(x.shape) >= r, x / (1 - r), tf.zeros_like(x))),
+    ("8.1", lambda x, r, rng: (rng.random(x.shape) >= r).astype(np.float32) * x.astype(np.float32) / np.float32(1 - r)),
+    ("9.1", lambda z: tf.exp(z - tf.reduce_logsumexp(z, axis=-1, keepdims=True))),
+    ("9.1", lambda z: stable_softmax(np.asarray(z, np.float32))),
+    ("10.1", adam_step_tf32),
+    ("11.1", receptive_field_backwards),
+    ("accuracy", lambda z, y: tf.reduce_mean(tf.cast(tf.equal(tf.argmax(z, 1), y), tf.float32))),  # the article's line
+    ("accuracy", lambda z, y: np.count_nonzero(np.argmax(z, axis=-1) == y) / len(y)),
+]
+
+
+@pytest.mark.parametrize("number, answer", ALTERNATIVES,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(ALTERNATIVES)])
+def test_checkers_accept_correct_answers_written_differently(number, answer, capsys):
+    assert_accepts(CHECKS[number], answer, capsys)
+
+
+def test_each_checker_accepts_at_least_two_differently_written_answers():
+    counts = {n: 1 + sum(1 for m, _ in ALTERNATIVES if m == n) for n in CHECKS}
+    assert all(c >= 2 for c in counts.values()), counts
+
+
+# ---- realistic wrong answers ------------------------------------------------------------------
+
+def softmax_minus_mean(z):
+    e = np.exp(z - z.mean(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def receptive_field_adding_windows(layers):
+    size, spacing, out = 1, 1, []
+    for window, stride in layers:
+        size += window - 1
+        spacing *= stride
+        out.append((size, spacing))
+    return out
+
+
+def receptive_field_late_spacing(layers):
+    size, spacing, out = 1, 1, []
+    for window, stride in layers:
+        spacing *= stride
+        size += (window - 1) * spacing
+        out.append((size, spacing))
+    return out
+
+
+def adam_step_no_correction(w, g, m, v, t, lr=1e-3):
+    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    return w - lr * m / (np.sqrt(v) + 1e-7), m, v
+
+
+@pytest.mark.parametrize("number", sorted(CHECKS, key=_order))
 def test_every_checker_accepts_its_reference_solution(number, capsys):
-    assert_accepts(ex.CHECKERS[number], REFERENCE[number], capsys)
+    assert_accepts(CHECKS[number], REFERENCE[number], capsys)
 
 
 WRONG_ANSWERS = [
-    ("1.1", plain_sum, "plain sum: square each element"),
-    ("1.1", square_sum_plain, "decorate the function with @tf.function"),
-    ("2.1", lambda y: np.unique(y, return_counts=True)[1], "return 10 counts"),
-    ("2.1", lambda y: np.bincount(y), "shape"),
+    ("1.1", lambda f, x, h: numerical_gradient(f, x, h) * 2, "divide by 2 * h"),
+    ("1.1", lambda f, x, h: -numerical_gradient(f, x, h), "the sign is flipped"),
+    ("1.1", lambda f, x, h: np.array([(f(x + h * e) - f(x)) / h for e in np.eye(len(x))]), "one-sided difference"),
+    ("1.1", numerical_gradient_nudging_x, "x was changed"),
+    ("1.1", lambda f, x, h: (f(x + h) - f(x - h)) / (2 * h), "one partial derivative per element"),
+    ("2.1", lambda z, y: xent_grad(z, y) * len(y), "divide by the number of images N"),
+    ("2.1", lambda z, y: -xent_grad(z, y), "the sign is flipped"),
+    ("2.1", lambda z, y: (np.exp(z) / np.exp(z).sum(axis=0) - np.eye(10)[y]) / len(y), "along each row"),
+    ("2.1", lambda z, y: (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True) - np.eye(10)[y]) / len(y), "nan or inf"),
+    ("2.1", lambda z, y: xent_grad(z, y) + (np.eye(10)[y] - y[:, None]) / len(y), "not the digit"),
+    ("2.1", lambda z, y: xent_grad(z, y) + np.eye(10)[y] / len(y), "subtract the one-hot labels"),
     ("3.1", lambda n, b, d: n // b, "round up"),
     ("3.1", lambda n, b, d: n / b, "whole number of steps"),
     ("4.1", lambda kh, kw, ci, co: kh * kw * ci * co, "add one bias per filter"),
     ("4.1", lambda kh, kw, ci, co: kh * kw * co + co, "multiply by c_in too"),
     ("4.1", lambda kh, kw, ci, co: kh * kw * ci * co + ci, "one bias per *output* channel"),
-    ("5.1", lambda x: np.reshape(x, (-1, 1, 28, 28)), "NCHW"),
-    ("5.1", lambda x: np.reshape(x, (-1, 28, 28, 1)).transpose(0, 2, 1, 3), "rows and columns are swapped"),
-    ("5.1", lambda x: np.reshape(x, (3, 28, 28, 1)), "use -1"),
+    ("5.1", lambda s, k, st, p: -(-s // st) if p == "SAME" else (s - k) // st, "the first window counts too"),
+    ("5.1", lambda s, k, st, p: s // st if p == "SAME" else (s - k) // st + 1, "round up, not down"),
+    ("5.1", lambda s, k, st, p: s if p == "SAME" else (s - k) // st + 1, "SAME keeps the size only with stride 1"),
+    ("5.1", lambda s, k, st, p: (s - k) // st + 1, "that is VALID's formula"),
+    ("5.1", lambda s, k, st, p: -(-s // st) if p == "SAME" else (s - k) / st + 1, "return an int, not a float"),
     ("6.1", lambda im, k: conv2d_valid(im, k[::-1, ::-1]), "kernel is flipped"),
     ("6.1", lambda im, k: np.pad(conv2d_valid(im, k), ((0, 1), (0, 1))), "off by one"),
     ("7.1", lambda m: m.reshape(m.shape[0] // 2, 2, m.shape[1] // 2, 2).mean(axis=(1, 3)), "average pooling"),
     ("7.1", lambda m: np.lib.stride_tricks.sliding_window_view(m, (2, 2)).max(axis=(2, 3)), "windows overlap"),
     ("7.1", lambda m: np.maximum(max_pool_2x2(m), 0), "a maximum started at 0"),
     ("8.1", lambda x, r, rng: np.where(rng.random(x.shape) >= r, x, 0.0), "scaled by 1 / (1 - rate)"),
+    ("8.1", lambda x, r, rng: np.where(rng.random(x.shape) >= r, 1 / (1 - r), 0.0), "multiply x itself"),
+    ("8.1", lambda x, r, rng: np.where(rng.random(x.shape) >= r, x * (1 - r), 0.0), "divide by it instead"),
     ("8.1", lambda x, r, rng: np.where(rng.random(x.shape) < r, x / r if r else x, 0.0), "share to *drop*"),
     ("8.1", lambda x, r, rng: np.where(np.random.default_rng().random(x.shape) >= r, x / (1 - r), 0.0),
      "use the generator you are given"),
     ("9.1", lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True), "subtract the largest logit"),
     ("9.1", lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum(), "normalise each row"),
-    ("10.1", lambda w, g, lr: w + lr * g, "step *against* the gradient"),
-    ("10.1", lambda w, g, lr: w - g, "ignores the learning rate"),
-    ("11.1", lambda z, y: 100 * float(np.mean(z.argmax(1) == y)), "not a percentage"),
-    ("11.1", lambda z, y: int(np.sum(z.argmax(1) == y)), "divide by the number of images"),
+    ("9.1", lambda z: softmax_minus_mean(z), "the max, not the mean"),
+    ("9.1", lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum(axis=-1, keepdims=True), "each row's own largest"),
+    ("10.1", adam_step_no_correction, "no bias correction"),
+    ("10.1", lambda w, g, m, v, t, lr: (w, 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g), "*squared* gradient"),
+    ("10.1", lambda w, g, m, v, t, lr: (adam_step(w, g, m, v, t, lr)[0], (0.9 * m + 0.1 * g) / (1 - 0.9**t),
+                                        adam_step(w, g, m, v, t, lr)[2]), "not the bias-corrected"),
+    ("10.1", adam_step_textbook, "as Keras does"),
+    ("10.1", lambda w, g, m, v, t, lr: (2 * w - adam_step(w, g, m, v, t, lr)[0], *adam_step(w, g, m, v, t, lr)[1:]),
+     "climbs the loss"),
+    ("10.1", lambda w, g, m, v, t, lr: adam_step(w, g, m, v, t, lr)[0], "should return three things"),
+    ("accuracy", lambda z, y: 100 * float(np.mean(z.argmax(1) == y)), "not a percentage"),
+    ("accuracy", lambda z, y: int(np.sum(z.argmax(1) == y)), "divide by the number of images"),
+    ("accuracy", lambda z, y: np.argmax(z, axis=1) == y, "return one number"),
+    ("11.1", receptive_field_adding_windows, "(window - 1) * spacing pixels"),
+    ("11.1", receptive_field_late_spacing, "spacing from *before* this layer"),
+    ("11.1", lambda layers: [(s - 1, sp) for s, sp in receptive_field(layers)], "Start from one pixel"),
+    ("11.1", lambda layers: receptive_field(layers)[-1] if layers else [], "for *each* layer"),
+    ("11.1", lambda layers: [(s, 1) for s, _ in receptive_field(layers)], "product of the strides"),
 ]
 
 
@@ -140,22 +308,22 @@ WRONG_ANSWERS = [
 @pytest.mark.parametrize("number, answer, hint", WRONG_ANSWERS,
                          ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(WRONG_ANSWERS)])
 def test_checkers_reject_realistic_mistakes_with_the_right_hint(number, answer, hint, capsys):
-    assert_rejects(ex.CHECKERS[number], answer, hint, capsys)
+    assert_rejects(CHECKS[number], answer, hint, capsys)
 
 
 def test_each_checker_has_at_least_two_wrong_answers():
-    counts = {n: sum(1 for m, _, _ in WRONG_ANSWERS if m == n) for n in ex.CHECKERS}
+    counts = {n: sum(1 for m, _, _ in WRONG_ANSWERS if m == n) for n in CHECKS}
     assert all(c >= 2 for c in counts.values()), counts
 
 
-@pytest.mark.parametrize("number", sorted(ex.CHECKERS))
+@pytest.mark.parametrize("number", sorted(CHECKS))
 @pytest.mark.parametrize("answer, hint", [
     (None, "the answer is None"),
     (42, "expected a function, got a int"),
     ("conv2d", "expected a function, got a str"),
 ])
 def test_checkers_survive_answers_of_the_wrong_type(number, answer, hint, capsys):
-    assert_rejects(ex.CHECKERS[number], answer, hint, capsys)
+    assert_rejects(CHECKS[number], answer, hint, capsys)
 
 
 def test_a_stub_that_raises_not_implemented_says_not_done(capsys):
