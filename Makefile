@@ -4,6 +4,9 @@
 #               page in a Colab-like environment and as a student notebook
 # And the one that writes the lock file:
 #   make lock   regenerate requirements.txt (every pin, with hashes) from requirements.in
+# After `make book`, the notebooks for Colab and Jupyter:
+#   make editions   write editions/reader, editions/student, editions/instructor from the pages the
+#                   build executed, their set-up cell pinned to COMMIT (default: git HEAD)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -20,7 +23,7 @@ PYTHON := $(or $(firstword $(foreach p,$(PYTHONS),$(shell $(p) -c '$(PY_CHECK)' 
 endif
 endif
 
-.PHONY: book test env lock check-python clean
+.PHONY: book test env lock editions check-python clean
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
@@ -70,6 +73,10 @@ $(STAMP): requirements.txt pyproject.toml $(BIN)/uv
 lock: $(BIN)/uv
 	$(UV) pip compile requirements.in --universal --python-version 3.11 --generate-hashes \
 	  --custom-compile-command "make lock" --quiet --output-file requirements.txt
+
+editions: $(STAMP)
+	$(BIN)/python -m mnist_lessons.tools.editions --executed _build/jupyter_execute/book --out editions \
+	  $(if $(COMMIT),--commit $(COMMIT))
 
 clean:
 	rm -rf _build

@@ -1,8 +1,10 @@
 """The built book, checked the way a reader sees it: in headless Chromium.
 
 The first test builds the book exactly as `make book` does (warnings as errors, nitpicky
-references), unless a build newer than every source already exists. In CI the CI profile makes
-that build quick. The browser tests then serve `_build/html` on 127.0.0.1 and open every page.
+references), unless a build newer than every source already exists (fixture `built_book` in
+conftest.py, shared with the other modules that need the build). In CI the CI profile makes that
+build quick. The browser tests then serve `_build/html` on 127.0.0.1 and open every page in
+headless Chromium (fixture `browser` in conftest.py).
 """
 
 from __future__ import annotations
@@ -10,11 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,32 +21,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 PAGES = [TOC["root"]] + [ch["file"] for part in TOC["parts"] for ch in part["chapters"]]
 CHAPTERS = [p for p in PAGES if re.fullmatch(r"book/ch\d\d_\w+", p)]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _sources() -> list[Path]:
-    files = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob("book/*"),
-             *ROOT.glob("mnist_lessons/**/*.py"), *ROOT.glob("mnist_lessons/**/*.json")]
-    return [f for f in files if f.is_file()]
-
-
-@pytest.fixture(scope="session")
-def built_book() -> Path:
-    """`_build/html`, built now with the README's book command unless already up to date."""
-    index = HTML / "book" / "intro.html"
-    if not index.exists() or index.stat().st_mtime < max(f.stat().st_mtime for f in _sources()):
-        jb = Path(sys.executable).with_name("jupyter-book")
-        done = subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=3000)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-        assert "build succeeded" in done.stdout
-    return HTML
+# The branch the Colab buttons open: the reader edition, published there by the Pages workflow.
+COLAB_BRANCH = CONFIG["sphinx"]["config"]["colab_launch_branch"]
 
 
 def test_book_builds_warning_free_with_every_page(built_book):
@@ -95,22 +74,6 @@ def server(built_book):
     httpd.shutdown()
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: the set-up (make env) installs Debian's chromium")
-        pytest.skip("no Chromium on this machine: `apt-get install chromium` to run the browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
-
-
 def _open(browser, url: str):
     """Open a page, recording JavaScript errors and console errors raised by the book itself.
 
@@ -133,7 +96,7 @@ def _open(browser, url: str):
 
 
 @pytest.mark.parametrize("page_name", PAGES)
-def test_every_page_loads_without_errors_and_its_figures_load(browser, server, page_name):
+def test_every_page_loads_without_errors_and_its_figures_load(browser, server, built_book, page_name):
     page, errors = _open(browser, f"{server}/{page_name}.html")
     images = page.eval_on_selector_all(
         "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
@@ -141,12 +104,12 @@ def test_every_page_loads_without_errors_and_its_figures_load(browser, server, p
     page.close()
     assert not errors, errors
     assert not broken, f"images that did not load: {broken}"
-    assert len(images) >= _figures_computed(page_name), "every figure the notebook made is on the page"
+    assert len(images) >= _figures_computed(built_book, page_name), "every figure the notebook made is on the page"
 
 
-def _figures_computed(page_name: str) -> int:
+def _figures_computed(built_book: Path, page_name: str) -> int:
     """How many images the executed notebook behind a page produced (0 for plain pages)."""
-    executed = ROOT / "_build" / "jupyter_execute" / f"{page_name}.ipynb"
+    executed = built_book.parent / "jupyter_execute" / f"{page_name}.ipynb"
     if not executed.exists():
         return 0
     cells = json.loads(executed.read_text())["cells"]
@@ -155,13 +118,15 @@ def _figures_computed(page_name: str) -> int:
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_colab_button_opens_this_chapters_notebook(browser, server, chapter):
+    """The button opens the reader edition of this chapter: the `colab` branch, where the Pages
+    workflow publishes it at the chapter's own path (tests/test_publishing.py checks that)."""
     page, _ = _open(browser, f"{server}/{chapter}.html")
     hrefs = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
     page.close()
     owner_repo = "/".join(CONFIG["repository"]["url"].rstrip("/").split("/")[-2:])
-    expected = (f"https://colab.research.google.com/github/{owner_repo}/blob/"
-                f"{CONFIG['repository']['branch']}/{chapter}.ipynb")
-    assert expected in hrefs, hrefs
+    assert COLAB_BRANCH == "colab" != CONFIG["repository"]["branch"]
+    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{COLAB_BRANCH}/{chapter}.ipynb"
+    assert hrefs == [expected], "one Colab button, opening the reader edition of this chapter"
 
 
 def test_solutions_start_hidden_and_open_on_click(browser, server):

@@ -1,4 +1,11 @@
-"""Every page runs in a clean Colab-like environment, starting from the notebook alone.
+"""The reader and student editions run in a clean Colab-like environment, as Colab runs them.
+
+The Colab launch buttons open the reader edition of each page (book/_ext/colab_launch.py), and
+instructors hand out the student edition; both are made from the notebooks the book build
+executed (fixture ``executed_book``) by ``python -m mnist_lessons.tools.editions``, here with
+``--commit`` set to the snapshot's commit, so their pinned set-up cell installs exactly the code
+under test. Each page executes three times per CI run: in the book build, here as a reader
+notebook and here as a student notebook (no other test runs the pages again).
 
 What "Colab-like" means here, since Colab itself cannot be reached from CI:
 
@@ -11,23 +18,30 @@ What "Colab-like" means here, since Colab itself cannot be reached from CI:
   IPython start-up file imports a stand-in module);
 - each notebook copied alone into an empty folder, so nothing of the repository is importable,
   and an empty course cache, so the page fetches MNIST and trains what it needs itself;
-- the set-up cell runs unchanged. Its ``git+https://github.com/...`` address is served from a
-  snapshot of this working tree through git's ``url.<base>.insteadOf``, because GitHub is out
-  of reach here; pip, the install and the import are the real ones.
+- the set-up cell runs as the edition has it. Its ``git+https://github.com/...@<commit>``
+  address is served from a snapshot of this working tree through git's
+  ``url.<base>.insteadOf``, because GitHub is out of reach here; pip, the install and the
+  import are the real ones.
 
 Training uses the CI profile whatever the calling environment says: this checks the
 environment, not the accuracy, which the other tests check with the real settings.
+
+Each reader run's wall time is written to ``artifacts/colab_times.json`` and printed as a table
+at the end of the module; nothing asserts on it (speed targets belong in measurements).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -36,9 +50,14 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from mnist_lessons.tools.editions import EXTRA_PAGES, STUB_TAG
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-PAGES = sorted(ROOT.glob("book/*.ipynb"))
+CHAPTERS = sorted(p.stem for p in ROOT.glob("book/ch*.ipynb"))
+READER_PAGES = CHAPTERS + list(EXTRA_PAGES)  # the reader edition has every page
+STUDENT_PAGES = CHAPTERS                     # the student edition, the chapters
+TIMES = ROOT / "artifacts" / "colab_times.json"
 # What a Colab runtime has before the set-up cell runs (the course's share of it), at the lock's
 # versions, except where Colab's own differ (COLAB_VERSIONS). Colab has the full `tensorflow`
 # package (GPU-capable; on a machine without a GPU it runs on the CPU), not `tensorflow-cpu`.
@@ -130,6 +149,7 @@ class ColabLike:
     venv_python: Path
     commit: str
     env: dict[str, str]
+    times: dict = field(default_factory=dict)  # what artifacts/colab_times.json records
 
     def fresh_folder(self, name: str) -> Path:
         folder = self.root / "runs" / name
@@ -150,9 +170,29 @@ class ColabLike:
                        resources={"metadata": {"path": str(folder)}}).execute(env=env)
         return nb
 
+    def package_installed(self) -> bool:
+        """Whether the Colab-like environment has the package (isolated mode, away from the
+        repository: the working directory must not make ``mnist_lessons`` importable)."""
+        done = subprocess.run([str(self.venv_python), "-I", "-c", "import importlib.util, sys; "
+                               "sys.exit(importlib.util.find_spec('mnist_lessons') is None)"],
+                              capture_output=True, cwd=self.root)
+        return done.returncode == 0
+
+    def install_package(self, setup_source: str) -> None:
+        """Install the package by running an edition's set-up cell once, in its own kernel, if
+        it is not installed (a set-up test may have removed it). Its time is recorded apart:
+        on Colab the install happens once per runtime, in whichever page runs first."""
+        if self.package_installed():
+            return
+        folder = self.fresh_folder(f"install-{len(self.times.get('installs_s', []))}")
+        start = time.perf_counter()
+        self.execute(_notebook(setup_source), folder)
+        self.times.setdefault("installs_s", []).append(round(time.perf_counter() - start, 1))
+        assert self.package_installed()
+
 
 @pytest.fixture(scope="module")
-def colab(tmp_path_factory) -> ColabLike:
+def colab(tmp_path_factory, request) -> ColabLike:
     root = tmp_path_factory.mktemp("colab")
     repo = root / "repo"
     repo.mkdir()
@@ -188,14 +228,86 @@ def colab(tmp_path_factory) -> ColabLike:
            if not k.startswith(("MNIST_LESSONS_", "PYTHON", "VIRTUAL_ENV", "JUPYTER", "IPYTHON",
                                 "MPLBACKEND", "GIT_"))}
     path = [p for p in env.get("PATH", "").split(os.pathsep) if Path(sys.prefix) not in Path(p).parents]
+    # pip's cache is the runtime's own, empty at first, as on a fresh Colab runtime (pip keeps
+    # the wheel it builds from a commit-pinned git URL, and would install it again offline).
     env.update(PATH=os.pathsep.join([str(venv / "bin"), *path]), VIRTUAL_ENV=str(venv),
                IPYTHONDIR=str(root / "ipython"), GIT_CONFIG_GLOBAL=str(gitconfig),
-               GIT_CONFIG_NOSYSTEM="1", MNIST_LESSONS_PROFILE="ci")
-    return ColabLike(root=root, venv_python=python, commit=commit, env=env)
+               GIT_CONFIG_NOSYSTEM="1", MNIST_LESSONS_PROFILE="ci", PIP_CACHE_DIR=str(root / "pip-cache"))
+    colab = ColabLike(root=root, venv_python=python, commit=commit, env=env)
+    colab.times.update(_describe_run(python))
+    yield colab
+    _write_times(colab.times, request.config)
 
 
-def _setup_source() -> str:
-    nb = nbformat.read(PAGES[0], as_version=4)
+def _describe_run(python: Path) -> dict:
+    versions = _run([str(python), "-c", "import platform, tensorflow as tf, keras; print(platform.python_version(), "
+                                        "tf.__version__, keras.__version__, len(tf.config.list_physical_devices('GPU')))"]
+                    ).stdout.split()
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": f"{_cpu_name()}, {len(os.sched_getaffinity(0))} cores, {versions[3]} GPU(s) seen by TensorFlow",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "profile": "ci",
+        "python": versions[0], "tensorflow": versions[1], "keras": versions[2],
+        "what": "seconds of wall time to run each page's reader (and student) edition top to bottom in "
+                "a fresh Colab-like kernel, kernel start and set-up cell included; the set-up cell "
+                "finds the package installed: its install (installs_s) ran once before, on its own",
+        "pages": {},
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.system()
+    found = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    return found.group(1).strip() if found else platform.system()
+
+
+def _write_times(times: dict, config) -> None:
+    """Write artifacts/colab_times.json and print the table (no assertion: a measurement)."""
+    if not times.get("pages"):
+        return
+    times["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
+    TIMES.write_text(json.dumps(times, indent=2) + "\n")
+    lines = [f"Colab-like run times ({times['machine']}; Python {times['python']}, TensorFlow "
+             f"{times['tensorflow']}, CI profile; load average {times['load_average_at_start'][0]} at "
+             f"start, {times['load_average_at_end'][0]} at end):",
+             f"{'page':40s} {'reader':>8s} {'student':>8s}"]
+    order = {page: i for i, page in enumerate(READER_PAGES)}
+    times["pages"] = dict(sorted(times["pages"].items(), key=lambda item: order.get(item[0], len(order))))
+    for page, row in times["pages"].items():
+        cells = [f"{row[k]:7.1f}s" if k in row else f"{'-':>8s}" for k in ("reader_s", "student_s")]
+        lines.append(f"{page:40s} {cells[0]} {cells[1]}")
+    installs = ", ".join(f"{t:.1f} s" for t in times.get("installs_s", [])) or "none"
+    lines.append(f"package install through the set-up cell, not in the rows above: {installs}")
+    lines.append(f"written to {TIMES.relative_to(ROOT)}")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if reporter is None or capture is None:
+        print("\n".join(lines))
+        return
+    with capture.global_and_fixture_disabled():  # a fixture's teardown output is captured
+        reporter.ensure_newline()
+        for line in lines:
+            reporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def colab_editions(colab, executed_book, tmp_path_factory) -> Path:
+    """The three editions of the executed book, their set-up cells pinned to the snapshot's
+    commit, made with the command the Pages workflow runs."""
+    out = tmp_path_factory.mktemp("editions")
+    _run([sys.executable, "-m", "mnist_lessons.tools.editions", "--executed", str(executed_book),
+          "--out", str(out), "--commit", colab.commit, "--book", str(ROOT / "book")], cwd=ROOT)
+    return out
+
+
+def _setup_source(editions: Path) -> str:
+    """The set-up cell of the reader edition's first chapter, pinned to the snapshot's commit."""
+    nb = nbformat.read(editions / "reader" / f"{CHAPTERS[0]}.ipynb", as_version=4)
     return next(c.source for c in nb.cells if c.cell_type == "code")
 
 
@@ -209,10 +321,12 @@ def _text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs)
 
 
-def test_setup_cell_installs_from_the_repository_quietly_and_only_once(colab):
+def test_setup_cell_installs_the_built_commit_quietly_and_only_once(colab, colab_editions):
+    setup = _setup_source(colab_editions)
+    assert f"@{colab.commit}" in setup and "@main" not in setup
     _run([str(colab.venv_python), "-m", "pip", "uninstall", "--yes", "--quiet", "mnist-lessons"])
     nb = colab.execute(_notebook(
-        _setup_source(),
+        setup,
         "import importlib.metadata, json, sys, mnist_lessons\n"
         "print(mnist_lessons.__file__)\n"
         "print(importlib.metadata.distribution('mnist-lessons').read_text('direct_url.json'))",
@@ -221,7 +335,7 @@ def test_setup_cell_installs_from_the_repository_quietly_and_only_once(colab):
         "def no_pip(*args, **kwargs):\n"
         "    raise AssertionError('the set-up cell ran pip again')\n"
         "subprocess.run = no_pip",
-        _setup_source(),
+        setup,
     ), colab.fresh_folder("setup"))
     first, check, _, again = nb.cells
     assert first.outputs == [] and again.outputs == [], "the set-up cell prints nothing"
@@ -229,31 +343,76 @@ def test_setup_cell_installs_from_the_repository_quietly_and_only_once(colab):
     assert installed.startswith(str(colab.root / "venv")), installed  # the venv, not the repo
     origin = json.loads(direct_url)
     assert origin["url"] == CONFIG["repository"]["url"]
-    assert origin["vcs_info"]["requested_revision"] == CONFIG["repository"]["branch"]
+    assert origin["vcs_info"]["requested_revision"] == colab.commit
     assert origin["vcs_info"]["commit_id"] == colab.commit
 
 
-def test_setup_cell_says_what_to_do_when_the_install_fails(colab, tmp_path):
+def test_setup_cell_says_what_to_do_when_the_install_fails(colab, colab_editions, tmp_path):
     _run([str(colab.venv_python), "-m", "pip", "uninstall", "--yes", "--quiet", "mnist-lessons"])
     nowhere = tmp_path / "gitconfig"
     nowhere.write_text(f'[url "file://{tmp_path}/no-such-repo"]\n'
                        f'\tinsteadOf = {CONFIG["repository"]["url"]}\n')
-    nb = colab.execute(_notebook(_setup_source()), colab.fresh_folder("offline"),
-                       allow_errors=True, extra_env={"GIT_CONFIG_GLOBAL": str(nowhere)})
+    # A fresh runtime, with nothing in pip's cache: the wheel built by an earlier install of the
+    # same commit would let pip install without reaching the repository.
+    nb = colab.execute(_notebook(_setup_source(colab_editions)), colab.fresh_folder("offline"),
+                       allow_errors=True, extra_env={"GIT_CONFIG_GLOBAL": str(nowhere),
+                                                     "PIP_CACHE_DIR": str(tmp_path / "pip-cache")})
     errors = [o for o in nb.cells[0].outputs if o.output_type == "error"]
     assert [e.ename for e in errors] == ["RuntimeError"]
     assert "connected to the internet, then run this cell again" in errors[0].evalue
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
-def test_page_runs_top_to_bottom_in_a_fresh_colab_runtime(colab, page):
-    folder = colab.fresh_folder(page.stem)
-    shutil.copy2(page, folder / page.name)  # the notebook alone
-    nb = nbformat.read(folder / page.name, as_version=4)
-    colab.execute(nb, folder)
+def _copy_alone(colab: ColabLike, notebook: Path, name: str) -> tuple[Path, nbformat.NotebookNode]:
+    """``notebook`` copied alone into a fresh folder (its cache folder empty), and read."""
+    assert notebook.exists(), f"the editions command wrote no {notebook}"
+    folder = colab.fresh_folder(name)
+    shutil.copy2(notebook, folder / notebook.name)
+    return folder, nbformat.read(folder / notebook.name, as_version=4)
+
+
+def _timed_run(colab: ColabLike, nb, folder: Path, page: str, key: str, **kwargs):
+    start = time.perf_counter()
+    colab.execute(nb, folder, **kwargs)
+    colab.times["pages"].setdefault(page, {})[key] = round(time.perf_counter() - start, 1)
+    return nb
+
+
+@pytest.mark.parametrize("page", READER_PAGES)
+def test_reader_edition_runs_top_to_bottom_in_a_fresh_colab_runtime(colab, colab_editions, page):
+    colab.install_package(_setup_source(colab_editions))
+    folder, nb = _copy_alone(colab, colab_editions / "reader" / f"{page}.ipynb", f"reader-{page}")
+    _timed_run(colab, nb, folder, page, "reader_s")
     code = [c for c in nb.cells if c.cell_type == "code"]
+    assert f"@{colab.commit}" in code[0].source, "the set-up cell installs the built commit"
     assert code[0].outputs == [], "the set-up cell is quiet"
-    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    errors = [(c.source[:80], o.ename, o.evalue) for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors
     if any("load_mnist" in c.source for c in code):
         assert (folder / "cache" / "mnist.npz").exists(), "MNIST fetched into the page's own cache"
+
+
+def _bare_stub(cell) -> bool:
+    """A stub cell that is nothing but the stub (no function to define): it raises when run."""
+    return "raise NotImplementedError" in cell.source and "def " not in cell.source
+
+
+@pytest.mark.parametrize("page", STUDENT_PAGES)
+def test_student_edition_fails_only_in_the_unfinished_exercises(colab, colab_editions, page):
+    colab.install_package(_setup_source(colab_editions))
+    folder, nb = _copy_alone(colab, colab_editions / "student" / f"{page}.ipynb", f"student-{page}")
+    _timed_run(colab, nb, folder, page, "student_s", allow_errors=True)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].outputs == [], "the set-up cell is quiet"
+    stubs = checks = 0
+    for cell in code:
+        errors = [o.ename for o in cell.outputs if o.output_type == "error"]
+        if STUB_TAG in cell.metadata.get("tags", []) and _bare_stub(cell):
+            assert errors == ["NotImplementedError"], (cell.source, errors)
+        else:
+            assert not errors, f"{page}: {cell.source[:80]} -> {errors}"
+        stubs += STUB_TAG in cell.metadata.get("tags", [])
+        if re.search(r"^check_\w+\(", cell.source, re.M):
+            text = "".join(o.get("text", "") for o in cell.outputs)
+            assert "not done yet" in text, f"{page}: {cell.source} printed {text!r}"
+            checks += 1
+    assert stubs and checks, "every chapter has an exercise stub and a check"

@@ -299,6 +299,54 @@ def test_the_set_up_cell_must_install_from_git():
         make_edition(_notebook(), "reader", Page(glued={"acc": {"text/plain": "1"}}), commit="main")
 
 
+def _with_hidden_code(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` with a run-time cell whose code the book hides, one it removes, and one it folds."""
+    code = nbformat.v4.new_code_cell
+    shown = [nbformat.v4.new_output("display_data", data={"text/markdown": "Time to run: 1 min"})]
+    nb.cells[2:2] = [
+        code('from mnist_lessons.tools.run_times import show_run_time\n\nshow_run_time("ch09_demo")',
+             metadata={"tags": ["remove-input"]}, outputs=shown, execution_count=1),
+        code("hidden_helper = 'REMOVED-CELL'", metadata={"tags": ["remove-cell"]}, execution_count=2),
+        code("# Plot the filters\nplot(1)", metadata={"tags": ["hide-input"]}, execution_count=3),
+    ]
+    return nb
+
+
+def test_code_the_book_hides_becomes_a_form_cell_and_removed_cells_are_dropped():
+    built = _editions(_with_hidden_code(_notebook()))
+    for edition in ("reader", "student"):
+        nb = built[edition]
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        setup, run_time, hidden = code[:3]
+        assert setup.source.startswith("#@title ") and COMMIT in setup.source
+        assert run_time.source.split("\n")[0] == "#@title Time to run this page"
+        assert run_time.source.endswith('show_run_time("ch09_demo")')
+        assert hidden.source.startswith("#@title Plot the filters\n# Plot the filters\nplot(1)")
+        for cell in (setup, run_time, hidden):
+            assert cell.metadata["cellView"] == "form", (edition, cell.source)
+        assert run_time.outputs[0]["data"]["text/markdown"] == "Time to run: 1 min", "the output stays"
+        assert "REMOVED-CELL" not in _everything(nb), f"{edition}: remove-cell cells are dropped"
+        lesson = next(c for c in code if c.source == "print('lesson')")
+        assert "cellView" not in lesson.metadata, "cells the book shows keep their code visible"
+    instructor = built["instructor"]
+    assert "REMOVED-CELL" in _everything(instructor), "the instructor edition keeps every cell"
+    assert not any(c.source.startswith("#@title") and "Solution" not in c.source
+                   for c in instructor.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("source, title", [
+    ("# Colab set-up: installs the package.\nimport sys", "Colab set-up: installs the package."),
+    ('show_run_time("ch01")', "Time to run this page"),
+    ("from x import show_run_time as s\nrun_times.show_run_time('a')", "Time to run this page"),
+    ("x = 1\nprint(x)", editions.FORM_FALLBACK),
+    ("#@title Old\nx = 1", editions.FORM_FALLBACK),
+    ("not python (", editions.FORM_FALLBACK),
+])
+def test_form_titles_come_from_a_comment_or_the_function_called(source, title):
+    assert editions.form_title(source) == title
+
+
 def test_stubs_keep_signatures_and_docstrings_only():
     source = 'def f(x, y=2, *, z):\n    """Add."""\n    return x + y\n\n\ndef g(a):\n    return a\n'
     stub = stub_for(source)
@@ -465,6 +513,28 @@ def test_real_run_pins_the_set_up_cell_to_the_commit(real_editions):
             setup = next(c for c in nb.cells if c.cell_type == "code")
             assert f"git+https://github.com/mnist-lessons/mnist-lessons@{COMMIT}" in setup.source, (edition, stem)
             assert "@main" not in setup.source
+
+
+def test_real_run_shows_no_hidden_code_in_colab(real_editions, executed_book):
+    """Every cell the book shows without its code is a form cell in the reader and student
+    editions; the set-up cell is one too; no other cell the book removes is left."""
+    for edition in ("reader", "student"):
+        for stem, nb in real_editions[edition].items():
+            executed = nbformat.read(executed_book / f"{stem}.ipynb", as_version=4)
+            hidden = [c.source for c in executed.cells if c.cell_type == "code"
+                      and {"remove-input", "hide-input"} & set(c.metadata.get("tags", []))]
+            assert hidden, f"{stem}: at least the run-time cell hides its code"
+            code = [c for c in nb.cells if c.cell_type == "code"]
+            assert code[0].metadata.get("cellView") == "form" and code[0].source.startswith("#@title ")
+            for source in hidden:
+                cell = next((c for c in code if c.source.endswith("\n" + source)), None)
+                assert cell is not None, f"{edition}/{stem}: hidden cell missing: {source[:60]}"
+                assert cell.source.startswith("#@title ") and cell.metadata.get("cellView") == "form"
+            assert any(c.source.startswith("#@title Time to run this page\n") for c in code), stem
+            removed = [c.source for c in [c for c in executed.cells if c.cell_type == "code"][1:]
+                       if "remove-cell" in c.metadata.get("tags", [])]  # all but the set-up cell
+            for source in removed:
+                assert not any(c.source.endswith(source) for c in code[1:]), (edition, stem)
 
 
 def test_real_run_reader_keeps_the_books_outputs(real_editions, executed_book):

@@ -16,6 +16,13 @@ reads the notebooks the book build executed (``jupyter-book build`` leaves them,
 ``editions/instructor/``
     every page, with everything kept and the solutions visible under "**Solution.**".
 
+Cells the book shows without their code (tagged ``remove-input`` or ``hide-input``, such as the
+run-time statement near each page's top) become Colab form cells in the reader and student
+editions: a ``#@title`` first line (see :func:`form_title`) and ``cellView: form``, so Colab shows
+the title and the output, not the code. Cells the book removes (``remove-cell``) are dropped from
+those two editions, except the set-up cell, which Colab needs and which becomes a form cell too.
+The instructor edition keeps every cell as the source has it.
+
 In every edition the book's MyST becomes the Markdown that Colab renders (see
 :func:`myst_to_markdown`): admonitions become quoted blocks with a bold title, exercises headings
 with their number, cross-references links to the published page, ``{glue:text}`` the value the
@@ -61,6 +68,11 @@ GLUE_MARK = "<sup>†</sup>"
 GLUE_NOTE = ("<sub>† computed when the book was built; your own run may give slightly "
              "different numbers.</sub>")
 SOLUTION_TITLE = "#@title Solution"
+HIDDEN_INPUT_TAGS = ("remove-input", "hide-input")  # the book shows the output, not the code
+REMOVED_TAG = "remove-cell"
+# Titles of form cells by the function a cell calls last, where the cell has no comment to use.
+FORM_TITLES = {"show_run_time": "Time to run this page"}
+FORM_FALLBACK = "Code the book does not show"
 
 ADMONITIONS = {
     "admonition": None, "note": "Note", "tip": "Tip", "hint": "Hint", "important": "Important",
@@ -771,6 +783,34 @@ def pin_setup(source: str, commit: str, where: str) -> str:
     return pinned
 
 
+def form_title(source: str) -> str:
+    """A title for a form cell: its first line if that is a comment (``# Colab set-up: ...``),
+    else the title :data:`FORM_TITLES` gives the last function it calls, else
+    :data:`FORM_FALLBACK`."""
+    first = source.lstrip("\n").split("\n", 1)[0].strip()
+    if first.startswith("#") and not first.startswith("#@") and first.lstrip("# ").strip():
+        return first.lstrip("# ").strip()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return FORM_FALLBACK
+    calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    names = [c.id if isinstance(c, ast.Name) else c.attr for c in calls
+             if isinstance(c, (ast.Name, ast.Attribute))]
+    for name in reversed(names):
+        if name in FORM_TITLES:
+            return FORM_TITLES[name]
+    return FORM_FALLBACK
+
+
+def as_form(cell: nbformat.NotebookNode) -> None:
+    """Make a code cell a Colab form cell (in place): ``#@title`` line and ``cellView: form``.
+    Colab then shows the title and the cell's output, and the code only on request."""
+    title = form_title(cell.source).replace("\n", " ")
+    cell.source = f"#@title {title}\n{cell.source}"
+    cell.metadata["cellView"] = "form"
+
+
 def _shown_outputs(cell: nbformat.NotebookNode) -> list:
     """The outputs a reader of the book sees: no hidden glue records, no stderr (the book
     removes it), none for cells tagged ``remove-output``."""
@@ -837,9 +877,12 @@ def make_edition(nb: nbformat.NotebookNode, edition: str, page: Page, *, commit:
             if not new.source.strip():
                 continue
         elif cell.cell_type == "code":
-            if not setup_done:
+            setup = not setup_done
+            if setup:
                 new.source = pin_setup(cell.source, commit, where)
                 setup_done = True
+            elif REMOVED_TAG in tags and edition != "instructor":
+                continue
             solution = open_at is not None or SOLUTION_TAG in tags
             new.outputs = _shown_outputs(cell)
             if solution and edition == "reader":
@@ -852,6 +895,9 @@ def make_edition(nb: nbformat.NotebookNode, edition: str, page: Page, *, commit:
                 new.outputs, new.execution_count = [], None
             elif edition == "student" and exercises_begun:
                 new.outputs, new.execution_count = [], None
+            if (not solution and edition != "instructor"
+                    and (setup or any(tag in tags for tag in HIDDEN_INPUT_TAGS))):
+                as_form(new)
         out.cells.append(new)
     if open_at is not None:
         raise EditionError(f"{notebook}: the solution opened in {open_at} is never closed "
