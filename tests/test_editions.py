@@ -423,8 +423,8 @@ def _fragments(lines: list[str], min_length: int = 12) -> list[str]:
     """Solution lines cut at roles into pieces long enough to be telling."""
     pieces = []
     for line in lines:
-        if line.lstrip().startswith(("def ", "@", '"""')):
-            continue  # stubs keep signatures and docstrings
+        if line.lstrip().startswith(("def ", "@", '"""', "import ", "from ")):
+            continue  # stubs keep signatures and docstrings; an import gives no answer away
         pieces += [p.strip() for p in ROLE.split(line) if len(p.strip()) > min_length]
     return pieces
 

@@ -10,7 +10,7 @@ import mnist_lessons
 PACKAGE = Path(mnist_lessons.__file__).parent
 LESSON_MODULES = {"config", "runtime", "data", "model", "train", "evaluate", "checkpoints",
                   "numpy_ops", "viz", "widgets", "exercises", "complete_code"}
-TOOLING = {"glue", "run_times", "student_edition", "editions", "files", "course_model"}
+TOOLING = {"glue", "run_times", "editions", "files", "course_model"}
 
 
 def test_top_level_holds_only_the_lesson_modules():
