@@ -1,0 +1,339 @@
+"""Profile: where one training step of the package spends its time, against the multiply limit.
+
+Run from the repository root after the set-up (``make env``):
+
+    .venv/bin/python benchmarks/profile_step.py             # about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/profile_step.py --no-trace  # phases only, no per-op table
+
+It prints, from one run on one machine:
+1. this CPU's matrix-multiply peak (a large ``tf.matmul``, float32 and bfloat16), and the images
+   per second it would allow at the network's cost per image (forward + backward, counted below);
+2. the time per step of each phase (input pipeline alone, forward, forward + backward, the whole
+   step, the optimizer update alone) for float32 and bfloat16;
+3. with the trace (the default), every operation of the step from a ``tf.profiler`` trace,
+   grouped by layer and kind, in milliseconds per step, with the multiply rate of the big ones.
+Numbers are printed, never asserted.
+
+``--inter`` and ``--intra`` set TensorFlow's thread pools (``tf.config.threading``) to try them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+from mnist_lessons.data import load_mnist, make_dataset  # noqa: E402
+from mnist_lessons.model import COURSE_DEFAULTS, ArticleCNN  # noqa: E402
+from mnist_lessons.train import cross_entropy, make_optimizer, make_train_step  # noqa: E402
+
+BATCH = COURSE_DEFAULTS.batch_size
+
+
+def network_flops() -> dict[str, float]:
+    """Multiply-adds (x2, in FLOP) per image of one training step, by layer and pass.
+
+    Backward: the weight gradient costs what the forward does, and so does the input gradient
+    (none for conv1: its input is the image).
+    """
+    conv1 = 2 * 28 * 28 * 32 * 5 * 5 * 1
+    conv2 = 2 * 14 * 14 * 64 * 5 * 5 * 32
+    fc = 2 * 3136 * 1024
+    out = 2 * 1024 * 10
+    return {"conv1 forward": conv1, "conv2 forward": conv2, "fc forward": fc, "out forward": out,
+            "conv1 weight grad": conv1, "conv2 weight grad": conv2, "conv2 input grad": conv2,
+            "fc weight grad": fc, "fc input grad": fc, "out grads": 2 * out}
+
+
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 8) -> float:
+    """Best FLOP/s of an n x n x n ``tf.matmul`` in ``dtype``."""
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    mm = tf.function(lambda x: tf.matmul(x, x))
+    float(tf.reduce_sum(tf.cast(mm(a)[:1, :1], tf.float32)))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        r = mm(a)
+        r.numpy()[:1]
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def shaped_matmul_rate(dtype: str, m: int, k: int, n: int, repeats: int = 30) -> float:
+    """FLOP/s of one (m, k) x (k, n) matmul, as in the FC layer (median of calls)."""
+    a = tf.cast(tf.random.uniform((m, k)), dtype)
+    b = tf.cast(tf.random.uniform((k, n)), dtype)
+    mm = tf.function(lambda x, y: tf.matmul(x, y))
+    mm(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mm(a, b).numpy()
+        times.append(time.perf_counter() - t)
+    return 2 * m * k * n / statistics.median(times)
+
+
+def timed(fn, args_list, warmup: int = 3) -> float:
+    """Median seconds of ``fn(*args)`` over ``args_list`` (after ``warmup`` calls), synchronised."""
+    for args in args_list[:warmup]:
+        tf.nest.flatten(fn(*args))[0].numpy()
+    times = []
+    for args in args_list[warmup:]:
+        t = time.perf_counter()
+        tf.nest.flatten(fn(*args))[0].numpy()  # a CPU function call returns when it is done
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def phases(batches, dtype: str) -> dict[str, float]:
+    """Seconds per step of the forward, forward + backward, full step and optimizer alone."""
+    hp = COURSE_DEFAULTS
+    model = ArticleCNN(hp)
+    variables = model.variables
+    seed = tf.constant(hp.seed, tf.int64)
+    args = [(x, y, tf.constant(i, tf.int64)) for i, (x, y) in enumerate(batches)]
+
+    def loss_of(images, labels, step):
+        logits = model.stages(images, training=True, compute_dtype=dtype,
+                              dropout_seed=tf.stack([seed, step]))["logits"]
+        return cross_entropy(labels, logits)
+
+    forward = tf.function(loss_of)
+
+    @tf.function
+    def forward_backward(images, labels, step):
+        with tf.GradientTape() as tape:
+            loss = loss_of(images, labels, step)
+        return loss, tape.gradient(loss, variables)
+
+    optimizer = make_optimizer("adam", hp, 10_000)
+    step_fn = make_train_step(model, optimizer, dtype)
+    _, grads = forward_backward(*args[0])
+    update_optimizer = make_optimizer("adam", hp, 10_000)
+
+    @tf.function
+    def update(*grads):
+        update_optimizer.apply_gradients(zip(grads, variables))
+        return update_optimizer.iterations
+
+    @tf.function
+    def empty(images, labels, step):
+        return tf.reduce_sum(labels) + tf.cast(step, tf.int32)
+
+    return {
+        "call overhead (empty tf.function, same inputs)": timed(empty, args),
+        "forward + loss": timed(forward, args),
+        "forward + backward": timed(forward_backward, args),
+        "optimizer update alone (Adam)": timed(update, [grads] * len(args)),
+        "whole step (make_train_step)": timed(step_fn, args),
+    }
+
+
+def pipeline_rate(data, shift: int, steps: int) -> float:
+    """Images per second of ``make_dataset`` alone (one epoch's first ``steps`` batches)."""
+    ds = make_dataset(data.x_train, data.y_train, BATCH, seed=0, shift=shift)
+    it = iter(ds)
+    next(it)
+    t = time.perf_counter()
+    n = 0
+    for (x, _), _ in zip(it, range(steps)):
+        n += int(x.shape[0])
+    return n / (time.perf_counter() - t)
+
+
+# --- Per-operation table from a tf.profiler trace --------------------------------------------
+
+
+def _graph_ops(concrete) -> dict[str, tf.Operation]:
+    ops = {op.name: op for op in concrete.graph.get_operations()}
+    for f in concrete.graph._functions.values():  # nested functions (the optimizer's update)
+        try:
+            ops.update({op.name: op for op in f.graph.get_operations()})
+        except AttributeError:
+            pass
+    return ops
+
+
+def _shape(t) -> tuple:
+    return tuple(t.shape.as_list()) if t.shape.rank is not None else ()
+
+
+def _layer_of(shapes: list[tuple]) -> str:
+    """Which layer a tensor shape belongs to (batch 128 activations or weights)."""
+    shapes = [s[-1:] if len(s) > 1 and set(s[:-1]) == {1} else s for s in shapes]  # biases
+    for s in shapes:
+        if s in ((5, 5, 1, 32),) or s[1:] in ((28, 28, 32), (28, 28, 1)) or s == (32,):
+            return "conv1"
+    for s in shapes:
+        if s in ((5, 5, 32, 64),) or s[1:] in ((14, 14, 64), (14, 14, 32)) or s == (64,):
+            return "conv2"
+    for s in shapes:
+        if s in ((3136, 1024),) or s[1:] in ((7, 7, 64), (3136,)) or s == (1024,):
+            return "fc"
+    for s in shapes:
+        if s in ((1024, 10),) or s[1:] == (10,) or s == (10,):
+            return "out"
+    return ""
+
+
+def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
+    """A readable row for one traced operation ``name:kind``."""
+    if re.match(r"(adam|sgd)(_\d+)?/", name, re.IGNORECASE):
+        return "optimizer update (Adam, all variables)"
+    op = ops.get(name)
+    in_shapes = [_shape(t) for t in op.inputs] if op is not None else []
+    out_shapes = [_shape(t) for t in op.outputs] if op is not None else []
+    grad = name.startswith("gradient_tape/")
+    if "FusedConv2D" in kind:  # conv + bias + ReLU, fused by the oneDNN graph rewrite
+        conv = op.inputs[0].op.inputs[0].op if op is not None else None
+        layer = _layer_of([_shape(t) for t in conv.inputs]) if conv is not None else "?"
+        return f"{layer} forward (conv + bias + ReLU, fused)"
+    if "FusedMatMul" in kind:  # matmul + bias (+ ReLU), fused the same way
+        return "fc forward (matmul + bias + ReLU, fused)" if "Relu" in name else \
+            "out forward (matmul + bias, fused)"
+    if "Conv2DBackpropFilter" in kind:
+        return f"{_layer_of(out_shapes + in_shapes)} weight grad (Conv2DBackpropFilter)"
+    if "Conv2DBackpropInput" in kind:
+        return f"{_layer_of(in_shapes)} input grad (Conv2DBackpropInput)"
+    if "MatMul" in kind and grad:
+        layer = _layer_of(out_shapes)
+        w = out_shapes[0] in ((3136, 1024), (1024, 10)) if out_shapes else False
+        return f"{layer} {'weight' if w else 'input'} grad (MatMul)"
+    if "MatMul" in kind:
+        return f"{_layer_of(in_shapes + out_shapes)} forward (MatMul)"
+    if "MaxPoolGrad" in kind:
+        return f"max-pool grads ({_layer_of(in_shapes)})"
+    if "MaxPool" in kind:
+        return "max-pool forward"
+    if kind == "ReluGrad":
+        return f"ReLU grads ({_layer_of(in_shapes)})"
+    if grad and kind in ("Sum", "BiasAddGrad"):
+        return f"bias grads ({_layer_of(out_shapes)}, {kind})"
+    if kind == "Cast":
+        layer = _layer_of(in_shapes)
+        return f"casts ({'fc weights' if layer == 'fc' else 'other'})"
+    if "dropout" in name:
+        return "dropout (forward + grad)"
+    if "SparseSoftmax" in name or kind in ("Mean", "ArgMax", "Equal", "Sum"):
+        return "loss, accuracy"
+    if kind in ("ReadVariableOp", "AssignVariableOp"):
+        return "variable reads"
+    return "other"
+
+
+def op_table(batches, dtype: str, steps: int, logdir: str) -> tuple[float, list[tuple]]:
+    """Trace ``steps`` whole steps; return wall seconds per step and rows (name, ms, calls)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    hp = COURSE_DEFAULTS
+    model = ArticleCNN(hp)
+    step_fn = make_train_step(model, make_optimizer("adam", hp, 10_000), dtype)
+    args = [(x, y, tf.constant(i, tf.int64)) for i, (x, y) in enumerate(batches)]
+    for a in args[:3]:
+        float(step_fn(*a)[0])
+    ops = _graph_ops(step_fn.get_concrete_function(*args[0]))
+    shutil.rmtree(logdir, ignore_errors=True)
+    tf.profiler.experimental.start(logdir)
+    t = time.perf_counter()
+    for a in args[3:3 + steps]:
+        loss, _ = step_fn(*a)
+    float(loss)
+    wall = (time.perf_counter() - t) / steps
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
+        space.ParseFromString(f.read())
+    total: collections.Counter = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for e in line.events:
+                label = plane.event_metadata[e.metadata_id].name
+                if ":" not in label or "::" in label:
+                    continue
+                name, kind = label.rsplit(":", 1)
+                total[categorise(name, kind, ops)] += e.duration_ps / 1e9 / steps
+    return wall, total.most_common()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    parser.add_argument("--no-trace", action="store_true", help="skip the per-operation table")
+    parser.add_argument("--inter", type=int, default=0, help="inter-op threads (0: TF's default)")
+    parser.add_argument("--intra", type=int, default=0, help="intra-op threads (0: TF's default)")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    args = parser.parse_args()
+    if args.inter:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter)
+    if args.intra:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra)
+    dtypes = args.dtypes.split(",")
+
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, threads inter "
+          f"{args.inter or 'default'} intra {args.intra or 'default'}, batch {BATCH}; "
+          f"load average {open('/proc/loadavg').read().split()[0]} (1 min)")
+    flops = network_flops()
+    per_image = sum(flops.values())
+    print(f"network: {per_image / 1e6:.1f} MFLOP per image for one training step "
+          f"(forward {sum(v for k, v in flops.items() if 'forward' in k) / 1e6:.1f}, "
+          f"backward {sum(v for k, v in flops.items() if 'forward' not in k) / 1e6:.1f})\n")
+
+    peaks = {}
+    for dtype in dtypes:
+        peaks[dtype] = matmul_peak(dtype)
+        fc = shaped_matmul_rate(dtype, BATCH, 3136, 1024)
+        print(f"{dtype:9s} matmul peak (2048^3): {peaks[dtype] / 1e9:7.0f} GFLOP/s -> multiply limit "
+              f"{peaks[dtype] / per_image:6,.0f} images/s ({1e3 * per_image * BATCH / peaks[dtype]:5.1f}"
+              f" ms per step); FC-shaped 128x3136x1024: {fc / 1e9:4.0f} GFLOP/s")
+
+    data = load_mnist()
+    print(f"\ninput pipeline alone (make_dataset, prefetching): "
+          f"{pipeline_rate(data, 0, 200):8,.0f} images/s without shift, "
+          f"{pipeline_rate(data, COURSE_DEFAULTS.shift, 200):8,.0f} with shift "
+          f"{COURSE_DEFAULTS.shift} (the course's)")
+    batches = [b for b, _ in zip(make_dataset(data.x_train, data.y_train, BATCH, seed=0),
+                                 range(args.steps + 3))]
+
+    for dtype in dtypes:
+        print(f"\n{dtype}: milliseconds per step of {BATCH} (median of {args.steps})")
+        result = phases(batches, dtype)
+        whole = result["whole step (make_train_step)"]
+        for name, seconds in result.items():
+            print(f"  {name:50s} {1e3 * seconds:7.2f} ms  {BATCH / seconds:8,.0f} images/s")
+        limit = per_image * BATCH / peaks[dtype]
+        print(f"  {'multiply limit at the ' + dtype + ' matmul peak':50s} {1e3 * limit:7.2f} ms  "
+              f"(the whole step is at {limit / whole:.0%} of it)")
+
+    if args.no_trace:
+        return
+    for dtype in dtypes:
+        wall, rows = op_table(batches, dtype, min(args.steps, 20),
+                              os.path.join(tempfile.gettempdir(), f"profile_step_{dtype}"))
+        summed = sum(ms for _, ms in rows)
+        print(f"\n{dtype}: operations of one traced step, ms per step (wall {1e3 * wall:.1f} ms; "
+              f"the ops add up to {summed:.1f} ms, more than the wall time where two ran at once)")
+        for name, ms in rows:
+            if ms < 0.05:
+                continue
+            rate = ""
+            key = next((k for k in flops if name.startswith(k.split(" (")[0])), None)
+            if key and ms > 0:
+                rate = f"  {flops[key] * BATCH / (ms / 1e3) / 1e9:6.0f} GFLOP/s"
+            print(f"  {name:52s} {ms:7.2f} ms {ms / summed:6.1%}{rate}")
+
+
+if __name__ == "__main__":
+    main()
