@@ -64,6 +64,9 @@ $(STAMP): requirements.txt pyproject.toml $(BIN)/uv
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: Chromium is not installed; the browser tests will be skipped"
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "note: bubblewrap is not installed; the grader (mnist_lessons.tools.grade) needs it"
 	touch $(STAMP)
 
 # The lock file: every package for every platform and for Python 3.11 to 3.13 (universal
