@@ -4,8 +4,12 @@ The Colab launch buttons open the reader edition of each page (book/_ext/colab_l
 instructors hand out the student edition; both are made from the notebooks the book build
 executed (fixture ``executed_book``) by ``python -m mnist_lessons.tools.editions``, here with
 ``--commit`` set to the snapshot's commit, so their pinned set-up cell installs exactly the code
-under test. Each page executes three times per CI run: in the book build, here as a reader
-notebook and here as a student notebook (no other test runs the pages again).
+under test. Each page executes twice per CI run: in the book build, and here once. A chapter
+runs here as the student edition; after each exercise's check has said "not done yet", the same
+kernel runs the reader edition's solutions and the check again, which must pass; the rest of the
+reader edition is the student's code, cell for cell (checked without running it). The pages
+without exercises (the errata and the complete code) run as the reader edition. No other test
+runs the pages again.
 
 What "Colab-like" means here, since Colab itself cannot be reached from CI:
 
@@ -26,12 +30,13 @@ What "Colab-like" means here, since Colab itself cannot be reached from CI:
 Training uses the CI profile whatever the calling environment says: this checks the
 environment, not the accuracy, which the other tests check with the real settings.
 
-Each reader run's wall time is written to ``artifacts/colab_times.json`` and printed as a table
+Each page's wall time is written to ``artifacts/colab_times.json`` and printed as a table
 at the end of the module; nothing asserts on it (speed targets belong in measurements).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -57,6 +62,7 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 CHAPTERS = sorted(p.stem for p in ROOT.glob("book/ch*.ipynb"))
 READER_PAGES = CHAPTERS + list(EXTRA_PAGES)  # the reader edition has every page
 STUDENT_PAGES = CHAPTERS                     # the student edition, the chapters
+READER_ONLY_PAGES = list(EXTRA_PAGES)        # pages with no student edition, run as readers
 TIMES = ROOT / "artifacts" / "colab_times.json"
 # What a Colab runtime has before the set-up cell runs (the course's share of it), at the lock's
 # versions, except where Colab's own differ (COLAB_VERSIONS). Colab has the full `tensorflow`
@@ -249,9 +255,11 @@ def _describe_run(python: Path) -> dict:
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "profile": "ci",
         "python": versions[0], "tensorflow": versions[1], "keras": versions[2],
-        "what": "seconds of wall time to run each page's reader (and student) edition top to bottom in "
-                "a fresh Colab-like kernel, kernel start and set-up cell included; the set-up cell "
-                "finds the package installed: its install (installs_s) ran once before, on its own",
+        "what": "seconds of wall time to run each page top to bottom in a fresh Colab-like kernel, "
+                "kernel start and set-up cell included: a chapter's student edition with the reader "
+                "edition's solutions run after each exercise's check (student_s), a page without "
+                "exercises as the reader edition (reader_s); the set-up cell finds the package "
+                "installed: its install (installs_s) ran once before, on its own",
         "pages": {},
     }
 
@@ -377,7 +385,7 @@ def _timed_run(colab: ColabLike, nb, folder: Path, page: str, key: str, **kwargs
     return nb
 
 
-@pytest.mark.parametrize("page", READER_PAGES)
+@pytest.mark.parametrize("page", READER_ONLY_PAGES)
 def test_reader_edition_runs_top_to_bottom_in_a_fresh_colab_runtime(colab, colab_editions, page):
     colab.install_package(_setup_source(colab_editions))
     folder, nb = _copy_alone(colab, colab_editions / "reader" / f"{page}.ipynb", f"reader-{page}")
@@ -396,23 +404,86 @@ def _bare_stub(cell) -> bool:
     return "raise NotImplementedError" in cell.source and "def " not in cell.source
 
 
+def _is_check(cell) -> bool:
+    return bool(re.search(r"^check_\w+\(", cell.source, re.M))
+
+
 @pytest.mark.parametrize("page", STUDENT_PAGES)
-def test_student_edition_fails_only_in_the_unfinished_exercises(colab, colab_editions, page):
+def test_student_and_reader_editions_have_the_same_code_but_the_exercises(colab_editions, page):
+    """Why one run covers both editions: cell for cell, the reader's code is the student's,
+    except the cells the student edition turns into stubs, whose reader version is the
+    solution (folded under its form title)."""
+    reader, student = (nbformat.read(colab_editions / e / f"{page}.ipynb", as_version=4)
+                       for e in ("reader", "student"))
+    reader_code = [c for c in reader.cells if c.cell_type == "code"]
+    student_code = [c for c in student.cells if c.cell_type == "code"]
+    assert len(reader_code) == len(student_code)
+    stubs = [(r, s) for r, s in zip(reader_code, student_code) if STUB_TAG in s.metadata.get("tags", [])]
+    assert stubs, "every chapter has an exercise"
+    for r, s in zip(reader_code, student_code):
+        if STUB_TAG in s.metadata.get("tags", []):
+            assert r.source != s.source and "NotImplementedError" not in r.source
+        else:
+            assert r.source == s.source
+
+
+@pytest.mark.parametrize("page", STUDENT_PAGES)
+def test_student_edition_fails_only_in_the_exercises_and_the_solutions_pass(colab, colab_editions, page):
+    """The student edition, top to bottom in a fresh Colab-like kernel: only the bare stubs
+    raise, and each check says "not done yet". After each check, the same kernel runs the reader
+    edition's solutions of that exercise and the check again, which must now pass (the solutions
+    of exercises without a checker run at the end, without error): one run tests
+    the student's notebook and the reader's solutions, in the runtime they are opened in (the
+    other cells of the reader edition are the student's, see the test above)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
     colab.install_package(_setup_source(colab_editions))
     folder, nb = _copy_alone(colab, colab_editions / "student" / f"{page}.ipynb", f"student-{page}")
-    _timed_run(colab, nb, folder, page, "student_s", allow_errors=True)
+    reader = nbformat.read(colab_editions / "reader" / f"{page}.ipynb", as_version=4)
+    # Code cells line up one to one (the test above); markdown cells may differ in number.
+    student_at = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    reader_code = [c for c in reader.cells if c.cell_type == "code"]
+    assert len(student_at) == len(reader_code)
+    solution_of = {i: r for i, r in zip(student_at, reader_code)
+                   if STUB_TAG in nb.cells[i].metadata.get("tags", [])}
+
+    specs = KernelSpecManager(kernel_dirs=[str(colab.root / "kernels")])
+    km = KernelManager(kernel_name="colab-like", kernel_spec_manager=specs)
+    client = NotebookClient(nb, km=km, timeout=1800, allow_errors=True,
+                            resources={"metadata": {"path": str(folder)}})
+    pending: list = []   # the reader's solutions of the exercise in progress
+    stubs = checks = 0
+    start = time.perf_counter()
+    with client.setup_kernel(env={**colab.env, "MNIST_LESSONS_CACHE": str(folder / "cache")}):
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            client.execute_cell(cell, index)
+            errors = [o.ename for o in cell.outputs if o.output_type == "error"]
+            tags = cell.metadata.get("tags", [])
+            if STUB_TAG in tags and _bare_stub(cell):
+                assert errors == ["NotImplementedError"], (cell.source, errors)
+            else:
+                assert not errors, f"{page}: {cell.source[:80]} -> {errors}"
+            if STUB_TAG in tags:
+                stubs += 1
+                pending.append((index, copy.deepcopy(solution_of[index])))
+            if _is_check(cell):
+                assert "not done yet" in _text(cell), f"{page}: {cell.source} printed {_text(cell)!r}"
+                checks += 1
+                for at, solution in pending:
+                    client.execute_cell(solution, at)
+                    assert not [o for o in solution.outputs if o.output_type == "error"], solution.source
+                pending = []
+                again = copy.deepcopy(cell)
+                client.execute_cell(again, index)
+                assert "checks passed. Well done!" in _text(again), f"{page}: the reader's solution: {_text(again)!r}"
+        for at, solution in pending:  # exercises answered in words or code, with no checker
+            client.execute_cell(solution, at)
+            assert not [o for o in solution.outputs if o.output_type == "error"], solution.source
+    colab.times["pages"].setdefault(page, {})["student_s"] = round(time.perf_counter() - start, 1)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code[0].outputs == [], "the set-up cell is quiet"
-    stubs = checks = 0
-    for cell in code:
-        errors = [o.ename for o in cell.outputs if o.output_type == "error"]
-        if STUB_TAG in cell.metadata.get("tags", []) and _bare_stub(cell):
-            assert errors == ["NotImplementedError"], (cell.source, errors)
-        else:
-            assert not errors, f"{page}: {cell.source[:80]} -> {errors}"
-        stubs += STUB_TAG in cell.metadata.get("tags", [])
-        if re.search(r"^check_\w+\(", cell.source, re.M):
-            text = "".join(o.get("text", "") for o in cell.outputs)
-            assert "not done yet" in text, f"{page}: {cell.source} printed {text!r}"
-            checks += 1
     assert stubs and checks, "every chapter has an exercise stub and a check"
