@@ -9,8 +9,9 @@ import mnist_lessons
 
 PACKAGE = Path(mnist_lessons.__file__).parent
 LESSON_MODULES = {"config", "runtime", "data", "model", "train", "evaluate", "checkpoints",
-                  "numpy_ops", "viz", "widgets", "exercises", "complete_code"}
-TOOLING = {"glue", "run_times", "editions", "files", "course_model"}
+                  "numpy_ops", "viz", "widgets", "exercises", "complete_code", "preprocess"}
+TOOLING = {"glue", "run_times", "editions", "files", "course_model", "web_model", "grade", "grade_codec",
+           "otter_export"}
 
 
 def test_top_level_holds_only_the_lesson_modules():
