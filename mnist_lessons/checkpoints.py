@@ -54,8 +54,9 @@ from .runtime import resolve_precision
 from .tools.files import save_npz_atomically
 from .train import History, train
 
-#: Bumped whenever the file layout changes; older files are then a miss.
-CACHE_FORMAT_VERSION = 2
+#: Bumped whenever the file layout changes; older files are then a miss. (3: the history holds
+#: validation accuracies during training and the test accuracy measured once.)
+CACHE_FORMAT_VERSION = 3
 
 #: The modules whose code decides what training produces (evaluation is not among them: it
 #: reads the weights but never changes them).
@@ -163,13 +164,14 @@ def library_versions() -> dict[str, str]:
 
 def run_settings(hp: Hyperparameters, optimizer: str = "adam",
                  dropout_at_inference: bool = False, max_steps: int | None = None,
-                 data: MNIST | None = None) -> dict[str, Any]:
+                 data: MNIST | None = None, track_training: bool = False) -> dict[str, Any]:
     """Everything that determines a trained model, as one JSON-able dictionary: the cache key.
 
     Args:
         hp: the hyperparameters; ``precision`` is stored resolved (``"auto"`` becomes what it
             means on this machine).
-        optimizer, dropout_at_inference, max_steps: as for :func:`trained_model`.
+        optimizer, dropout_at_inference, max_steps, track_training: as for
+            :func:`trained_model`.
         data: the data it trains on; ``None`` stands for :func:`load_mnist`'s MNIST.
     """
     if not isinstance(hp, Hyperparameters):
@@ -179,7 +181,7 @@ def run_settings(hp: Hyperparameters, optimizer: str = "adam",
     return {"format": CACHE_FORMAT_VERSION,
             "hyperparameters": hp.replace(precision=resolve_precision(hp.precision)).to_dict(),
             "optimizer": optimizer, "dropout_at_inference": bool(dropout_at_inference),
-            "max_steps": max_steps,
+            "max_steps": max_steps, "track_training": bool(track_training),
             "data": data_fingerprint(data if data is not None else load_mnist()),
             "code": training_code_hash(),
             "versions": library_versions()}
@@ -277,7 +279,8 @@ def load_course_model(data: MNIST | None = None) -> TrainedModel:
     saved = result.settings
     expected = COURSE_DEFAULTS.replace(precision=saved["hyperparameters"]["precision"]).to_dict()
     if saved["hyperparameters"] != expected or saved["optimizer"] != "adam" \
-            or saved["dropout_at_inference"] or saved["max_steps"] is not None:
+            or saved["dropout_at_inference"] or saved["max_steps"] is not None \
+            or saved.get("track_training"):
         raise ModelCacheError("The shipped model was not trained with the course settings.",
                               "shipped model has other settings")
     if saved["code"] != training_code_hash():
@@ -297,6 +300,7 @@ def _is_course_run(hp: Hyperparameters, optimizer: str, dropout_at_inference: bo
 
 def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                   dropout_at_inference: bool = False, data: MNIST | None = None,
+                  max_steps: int | None = None, track_training: bool = False,
                   retrain: bool = False, shipped: bool = True, verbose: bool = True) -> TrainedModel:
     """The article's network trained with ``hp`` (course defaults if None), cached.
 
@@ -312,6 +316,10 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
         optimizer: ``"adam"`` or ``"sgd"``.
         dropout_at_inference: the article's mistake of leaving dropout on at test time.
         data: MNIST, loaded when not given (a subset gets its own cache entry).
+        max_steps: stop after this many steps (a small budget, e.g. for a learning-rate sweep);
+            the CI profile's cap still applies when smaller.
+        track_training: also record the accuracy on 5,000 training images at each
+            evaluation (see :func:`mnist_lessons.train.train`).
         retrain: ignore and overwrite the cached file (and the shipped course model).
         shipped: with the course settings, load the course model shipped with the package;
             ``False`` trains them here instead (or loads this machine's cached run), as
@@ -323,9 +331,15 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
         raise TypeError(f"hp must be a Hyperparameters, got {type(hp).__name__}")
     if optimizer not in train_module.OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of {train_module.OPTIMIZERS}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer))
+                                  or max_steps < 1):
+        raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
     cfg = settings()
     data = load_mnist() if data is None else data
-    if shipped and not retrain and _is_course_run(hp, optimizer, dropout_at_inference):
+    caps = [c for c in (max_steps, cfg.max_train_steps) if c is not None]
+    cap = min(caps) if caps else None
+    if shipped and not retrain and max_steps is None and not track_training \
+            and _is_course_run(hp, optimizer, dropout_at_inference):
         try:
             result = load_course_model(data)
         except ModelCacheError as miss:
@@ -335,7 +349,7 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                 print(f"loaded the course model shipped with mnist_lessons (test accuracy "
                       f"{result.history.final_test_accuracy:.2%})")
             return result
-    run = run_settings(hp, optimizer, dropout_at_inference, cfg.max_train_steps, data)
+    run = run_settings(hp, optimizer, dropout_at_inference, cap, data, track_training)
     path = cache_path(run, cfg.cache_dir)
     if path.exists() and not retrain:
         try:
@@ -348,7 +362,89 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                 print(f"loaded the trained model from the cache (test accuracy {acc:.2%})")
             return result
     model = ArticleCNN(hp, dropout_at_inference=dropout_at_inference)
-    history = train(model, data, hp, optimizer=optimizer, max_steps=cfg.max_train_steps,
-                    verbose=verbose)
+    history = train(model, data, hp, optimizer=optimizer, max_steps=cap,
+                    track_training=track_training, verbose=verbose)
     save_trained(model, history, run, path)
     return TrainedModel(model, history, run, path, from_cache=False)
+
+
+@dataclass
+class SweepPoint:
+    """One run of a learning-rate sweep.
+
+    Attributes:
+        optimizer: ``"adam"`` or ``"sgd"``.
+        learning_rate: the constant rate of the run.
+        steps: training steps run.
+        validation_accuracy: share of the 5,000 validation images right after the run (the
+            number a sweep chooses by; the test set is not measured at all).
+        final_loss: mean training loss of the last 10 steps (nats per image).
+    """
+
+    optimizer: str
+    learning_rate: float
+    steps: int
+    validation_accuracy: float
+    final_loss: float
+
+
+def learning_rate_sweep(optimizer: str, rates: Any, hp: Hyperparameters | None = None, *,
+                        steps: int | None = None, data: MNIST | None = None,
+                        verbose: bool = True) -> list[SweepPoint]:
+    """Train one short run per learning rate and measure each on the validation images, cached.
+
+    Each run starts from the same weights (``hp``'s seed) and sees the same batches; only the
+    rate differs. A sweep *chooses* a setting, so it is judged on the validation images, never
+    on the test set. Each point is kept as a small JSON file in the cache, keyed like a trained
+    model (:func:`run_settings`), so a second call reads the results in a moment.
+
+    Args:
+        optimizer: ``"adam"`` or ``"sgd"``.
+        rates: positive learning rates, e.g. ``np.logspace(-4, -1, 7)``.
+        hp: the other settings (course defaults with a constant rate when None).
+        steps: training steps per run; :attr:`mnist_lessons.config.Settings.sweep_steps` when
+            None.
+        data: MNIST (loaded when None).
+    """
+    from .data import validation_split
+    from .train import accuracy_on
+
+    if optimizer not in train_module.OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {train_module.OPTIMIZERS}")
+    rates = [float(r) for r in np.atleast_1d(np.asarray(rates, dtype=float))]
+    if not rates or not all(np.isfinite(r) and r > 0 for r in rates):
+        raise ValueError(f"rates must be positive learning rates, e.g. [1e-4, 1e-3, 1e-2], got {rates}")
+    cfg = settings()
+    steps = cfg.sweep_steps if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    hp = COURSE_DEFAULTS.replace(epochs=1, lr_decay=1.0, shift=0) if hp is None else hp
+    data = load_mnist() if data is None else data
+    split = validation_split(data)
+    points = []
+    for rate in rates:
+        run_hp = hp.replace(learning_rate=rate)
+        run = {"sweep": 1, **run_settings(run_hp, optimizer, max_steps=int(steps), data=data)}
+        path = cache_path(run, cfg.cache_dir).with_suffix(".json")
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("run") != run:
+                raise ValueError("other settings")
+            point = SweepPoint(**saved["point"])
+        except (OSError, ValueError, TypeError, KeyError):
+            model = ArticleCNN(run_hp)
+            history = train(model, data, run_hp, optimizer=optimizer, max_steps=int(steps),
+                            evaluate=False, verbose=False)
+            losses = history.step_losses[-10:]
+            point = SweepPoint(optimizer, rate, len(history.step_losses),
+                               accuracy_on(model, split.x_val, split.y_val),
+                               float(np.mean(losses)) if np.all(np.isfinite(losses)) else float("nan"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            tmp.write_text(json.dumps({"run": run, "point": point.__dict__}, allow_nan=True))
+            os.replace(tmp, path)
+        if verbose:
+            print(f"{optimizer:4s} rate {rate:8.2g}: validation accuracy "
+                  f"{point.validation_accuracy:.2%} after {point.steps} steps")
+        points.append(point)
+    return points

@@ -25,6 +25,10 @@ PROFILES = ("full", "ci")
 # The CI profile trains every run for this many steps (about a third of an epoch): enough for
 # the curves to fall and the accuracy to pass 95%, in seconds instead of minutes.
 CI_TRAIN_STEPS = 150
+# A learning-rate sweep trains one short run per rate: this many steps each, at this many rates
+# per optimizer (log-spaced), in the full and the CI profile.
+SWEEP_STEPS = {"full": 150, "ci": 25}
+SWEEP_POINTS = {"full": 7, "ci": 3}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,16 @@ class Settings:
     def max_train_steps(self) -> int | None:
         """Cap on training steps per run: ``CI_TRAIN_STEPS`` in the CI profile, else none."""
         return CI_TRAIN_STEPS if self.is_ci else None
+
+    @property
+    def sweep_steps(self) -> int:
+        """Training steps of each run of a learning-rate sweep (chapter 10)."""
+        return SWEEP_STEPS[self.profile]
+
+    @property
+    def sweep_points(self) -> int:
+        """Learning rates tried per optimizer in a sweep (chapter 10)."""
+        return SWEEP_POINTS[self.profile]
 
 
 def default_cache_dir() -> Path:

@@ -47,6 +47,11 @@ CACHE_FILENAME = "mnist.npz"
 CACHE_FORMAT_VERSION = 1
 
 N_TRAIN, N_TEST, N_CLASSES, IMAGE_SIDE = 60_000, 10_000, 10, 28
+#: Training images held out to watch training with: the *first* 5,000, the split of the TF1
+#: loader the article used (``read_data_sets`` kept them as ``mnist.validation``). At 99%
+#: accuracy one image is 0.02 points and the standard error of the measured accuracy about
+#: 0.14 points, small enough to tell runs apart, while 55,000 images are left to train on.
+N_VALIDATION = 5_000
 KERAS_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -355,6 +360,77 @@ def _keras_download() -> dict:
     except Exception as err:
         raise SourceUnavailable(f"the Keras download failed ({type(err).__name__}: {err})") from None
     return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}
+
+
+# --------------------------------------------------------------------------------------------
+# The validation split
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """The training images cut in two: those trained on and those held out to watch training.
+
+    Attributes:
+        x_train: (60000 - n, 28, 28) uint8, the images the network learns from.
+        y_train: (60000 - n,) uint8.
+        x_val: (n, 28, 28) uint8, the *validation* images: never trained on, measured during
+            training to choose when to stop or which setting is better.
+        y_val: (n,) uint8.
+
+    The test set is not here on purpose: it is measured once, after every choice is made.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def validation_split(data: MNIST, n_validation: int = N_VALIDATION) -> Split:
+    """Hold out the first ``n_validation`` training images as a validation set.
+
+    The first 5,000 (the default) are exactly the images TF1's ``read_data_sets`` kept as
+    ``mnist.validation``, so the network trains on the article's 55,000. No randomness is
+    involved: the same images are held out on every machine and in every run.
+
+    Args:
+        data: MNIST from :func:`load_mnist` (a :class:`MNIST`, not the test arrays).
+        n_validation: how many training images to hold out, from 1 to all but one.
+
+    Returns:
+        A :class:`Split` of the training images; ``data``'s test set is left untouched.
+    """
+    if not isinstance(data, MNIST):
+        raise TypeError(f"validation_split expects MNIST from load_mnist(), got "
+                        f"{type(data).__name__}; the validation images are cut from its "
+                        "training images, never from the test set")
+    n = len(data.x_train)
+    if isinstance(n_validation, bool) or not isinstance(n_validation, (int, np.integer)) \
+            or not 1 <= n_validation < n:
+        raise ValueError(f"n_validation is a number of training images to hold out, from 1 to "
+                         f"{n - 1} (the book uses {N_VALIDATION}), got {n_validation!r}")
+    k = int(n_validation)
+    return Split(x_train=data.x_train[k:], y_train=data.y_train[k:],
+                 x_val=data.x_train[:k], y_val=data.y_train[:k])
+
+
+def with_fewer_training_images(data: MNIST, n_train: int,
+                               n_validation: int = N_VALIDATION) -> MNIST:
+    """MNIST with only ``n_train`` images to train on, the validation and test sets unchanged.
+
+    Keeps the first ``n_validation + n_train`` training images, so :func:`validation_split`
+    still holds out the same validation images. A small training set makes *overfitting*
+    visible within a short run (chapter 8).
+    """
+    if not isinstance(data, MNIST):
+        raise TypeError(f"expected MNIST from load_mnist(), got {type(data).__name__}")
+    room = len(data.x_train) - n_validation
+    if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or not 1 <= n_train <= room:
+        raise ValueError(f"n_train is a number of training images from 1 to {room}, got {n_train!r}")
+    keep = n_validation + int(n_train)
+    return MNIST(data.x_train[:keep], data.y_train[:keep], data.x_test, data.y_test,
+                 source=f"{data.source} (first {keep} training images)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class Hyperparameters:
         batch_size: images per training step (the article: 128).
         keep_rate: probability that dropout *keeps* a unit of the FC layer (the article: 0.8).
             TF2's ``tf.nn.dropout`` takes the opposite, ``rate = 1 - keep_rate``.
-        epochs: passes over the 60,000 training images.
+        epochs: passes over the 55,000 training images (60,000 less the 5,000 validation ones).
         learning_rate: Adam's step size at the start of training.
         lr_decay: factor the learning rate ends at after all epochs (cosine schedule);
             1.0 keeps it constant as the article did.

@@ -1,8 +1,10 @@
 """Training the article's network: a ``tf.GradientTape`` loop compiled with ``tf.function``.
 
 :func:`train` is the whole of the article's step 10 in today's TensorFlow: shuffled batches from
-``tf.data``, the mean softmax cross-entropy, Adam, a progress line per epoch, and the test
-accuracy after each epoch. It runs unchanged on a CPU or a GPU.
+``tf.data``, the mean softmax cross-entropy, Adam, a progress line per epoch, and the accuracy on
+5,000 held-out *validation* images after each epoch. The test set is measured once, at the end,
+after every decision (when to stop, which setting) has been taken on the validation images. It
+runs unchanged on a CPU or a GPU.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import MNIST, make_dataset
-from .evaluate import accuracy_on_test_set
+from .data import MNIST, N_TRAIN, N_VALIDATION, make_dataset, validation_split
+from .evaluate import accuracy, accuracy_on_test_set, predict_logits
 from .model import ArticleCNN, Hyperparameters
 from .runtime import resolve_precision, set_seed
 
@@ -32,7 +34,8 @@ class EpochRecord:
         loss: mean cross-entropy over the epoch's batches (nats per image).
         loss_sum: the article's ``epoch_loss``: the sum of the batch losses.
         train_accuracy: share of training images classified right while training (dropout on).
-        test_accuracy: share of the 10,000 test images right after the epoch (None if skipped).
+        validation_accuracy: share of the validation images right after the epoch, dropout off
+            (None if skipped).
         seconds: training time of the epoch, evaluation excluded.
         images_per_second: training throughput.
     """
@@ -42,7 +45,7 @@ class EpochRecord:
     loss: float
     loss_sum: float
     train_accuracy: float
-    test_accuracy: float | None
+    validation_accuracy: float | None
     seconds: float
     images_per_second: float
 
@@ -54,19 +57,32 @@ class History:
     Attributes:
         epochs: one :class:`EpochRecord` per epoch.
         step_losses: the loss of every training step, in order.
-        evaluations: ``(step, training seconds so far, test accuracy)`` at each evaluation.
-        target_reached: ``(step, training seconds)`` when ``target_accuracy`` was first met.
+        evaluations: ``(step, training seconds so far, validation accuracy)`` at each evaluation.
+        training_evaluations: ``(step, accuracy on the first 5,000 training images, dropout
+            off)`` at each evaluation, when asked for (``track_training``): the other half of
+            the overfitting picture.
+        target_reached: ``(step, training seconds)`` when ``target_accuracy`` was first met
+            on the validation images.
+        test_accuracy: the share of the 10,000 test images right, measured once, after
+            training (None if not measured).
     """
 
     epochs: list[EpochRecord] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     evaluations: list[tuple[int, float, float]] = field(default_factory=list)
+    training_evaluations: list[tuple[int, float]] = field(default_factory=list)
     target_reached: tuple[int, float] | None = None
+    test_accuracy: float | None = None
+
+    @property
+    def final_validation_accuracy(self) -> float | None:
+        """The last measured validation accuracy."""
+        return self.evaluations[-1][2] if self.evaluations else None
 
     @property
     def final_test_accuracy(self) -> float | None:
-        """The last measured test accuracy."""
-        return self.evaluations[-1][2] if self.evaluations else None
+        """The test accuracy, measured once after training (the name chapters use)."""
+        return self.test_accuracy
 
     @property
     def training_seconds(self) -> float:
@@ -80,7 +96,10 @@ class History:
                 for k in EpochRecord.__dataclass_fields__}
         cols["step_losses"] = np.asarray(self.step_losses, dtype=float)
         cols["evaluations"] = np.asarray(self.evaluations, dtype=float).reshape(-1, 3)
+        cols["training_evaluations"] = np.asarray(self.training_evaluations, dtype=float).reshape(-1, 2)
         cols["target_reached"] = np.asarray(self.target_reached or (np.nan, np.nan), dtype=float)
+        cols["test_accuracy"] = np.asarray(np.nan if self.test_accuracy is None else self.test_accuracy,
+                                           dtype=float)
         return cols
 
     @classmethod
@@ -91,14 +110,18 @@ class History:
         for i in range(len(arrays["epoch_epoch"])):
             row = {k: float(arrays[f"epoch_{k}"][i]) for k in names}
             row["epoch"], row["steps"] = int(row["epoch"]), int(row["steps"])
-            row["test_accuracy"] = None if np.isnan(row["test_accuracy"]) else row["test_accuracy"]
+            if np.isnan(row["validation_accuracy"]):
+                row["validation_accuracy"] = None
             epochs.append(EpochRecord(**row))
         reached = arrays["target_reached"]
+        test = float(arrays["test_accuracy"])
         return cls(
             epochs=epochs,
             step_losses=arrays["step_losses"].tolist(),
             evaluations=[(int(s), float(t), float(a)) for s, t, a in arrays["evaluations"]],
+            training_evaluations=[(int(s), float(a)) for s, a in arrays["training_evaluations"]],
             target_reached=None if np.isnan(reached[0]) else (int(reached[0]), float(reached[1])),
+            test_accuracy=None if np.isnan(test) else test,
         )
 
 
@@ -119,8 +142,10 @@ def make_optimizer(name: str, hp: Hyperparameters, total_steps: int):
     return keras.optimizers.Adam(lr) if name == "adam" else keras.optimizers.SGD(lr)
 
 
-def learning_rates(hp: Hyperparameters, n_train: int = 60_000) -> tuple[np.ndarray, np.ndarray]:
-    """The learning rate at every step of a full run with ``hp``: ``(steps, rates)``."""
+def learning_rates(hp: Hyperparameters, n_train: int = N_TRAIN - N_VALIDATION
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The learning rate at every step of a full run with ``hp`` on ``n_train`` images (the
+    55,000 left after the validation split): ``(steps, rates)``."""
     total = hp.epochs * -(-n_train // hp.batch_size)
     lr = make_optimizer("adam", hp, total)._learning_rate
     steps = np.arange(total + 1)
@@ -218,11 +243,22 @@ class Progress:
             print(("\r" if self.tty else "") + line, flush=True)
 
 
+def accuracy_on(model: ArticleCNN, images: np.ndarray, labels: np.ndarray) -> float:
+    """Share of ``images`` (uint8 (N, 28, 28)) the model classifies right, dropout off."""
+    return accuracy(predict_logits(model, images).argmax(axis=1), labels)
+
+
 def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
           optimizer: str = "adam", max_steps: int | None = None,
           target_accuracy: float | None = None, eval_every: int | None = None,
-          evaluate: bool = True, verbose: bool = True) -> History:
-    """Train ``model`` on MNIST's 60,000 training images and return its :class:`History`.
+          evaluate: bool = True, n_validation: int = N_VALIDATION,
+          track_training: bool = False, verbose: bool = True) -> History:
+    """Train ``model`` on MNIST's training images less the validation ones; return its History.
+
+    The first ``n_validation`` training images (5,000) are held out (see
+    :func:`mnist_lessons.data.validation_split`): the network never trains on them, and every
+    accuracy measured *during* training, and every decision to stop, uses them. The 10,000
+    test images are measured once, after the last step, into ``History.test_accuracy``.
 
     Args:
         model: the network to train (its variables are updated in place).
@@ -230,9 +266,14 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         hp: batch size, epochs, learning rate, seed; defaults to the model's own.
         optimizer: ``"adam"`` (the article's) or ``"sgd"``.
         max_steps: stop after this many steps in all (the CI profile uses it).
-        target_accuracy: stop as soon as the test accuracy reaches it (e.g. 0.99).
-        eval_every: also measure the test accuracy every this many steps (else once per epoch).
-        evaluate: measure the test accuracy at all (the benchmark turns it off).
+        target_accuracy: stop as soon as the *validation* accuracy reaches it (e.g. 0.99).
+        eval_every: also measure the validation accuracy every this many steps (else once per
+            epoch).
+        evaluate: measure accuracies at all (the benchmark turns it off).
+        n_validation: how many training images to hold out (a number, never a set of images:
+            the test set cannot be passed in to watch training with).
+        track_training: at each evaluation, also measure the accuracy on the first 5,000
+            training images with dropout off, to compare with the validation accuracy.
         verbose: print a progress line per epoch.
     """
     import tensorflow as tf
@@ -256,23 +297,34 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy is a share in (0, 1], got {target_accuracy}")
-    if not evaluate and (target_accuracy is not None or eval_every is not None):
-        raise ValueError("target_accuracy and eval_every need evaluations: leave evaluate=True, "
-                         "or drop them")
+    if not evaluate and (target_accuracy is not None or eval_every is not None or track_training):
+        raise ValueError("target_accuracy and eval_every need evaluations (so does "
+                         "track_training): leave evaluate=True, or drop them")
+    if not isinstance(n_validation, (int, np.integer)) or isinstance(n_validation, bool):
+        raise TypeError(
+            f"n_validation is the number of training images to hold out (e.g. {N_VALIDATION}), "
+            f"got {type(n_validation).__name__}. Training is watched on images cut from the "
+            "training set only; the test set is measured once, after training, by train() "
+            "itself (History.test_accuracy), so it cannot be passed in for monitoring.")
     if len(data.x_train) == 0:
         raise ValueError("data holds no training images")
+    split = validation_split(data, n_validation)
     set_seed(hp.seed)
     compute_dtype = resolve_precision(hp.precision)
-    steps_per_epoch = -(-len(data.x_train) // hp.batch_size)
+    steps_per_epoch = -(-len(split.x_train) // hp.batch_size)
     total = hp.epochs * steps_per_epoch if max_steps is None else min(max_steps, hp.epochs * steps_per_epoch)
     opt = make_optimizer(optimizer, hp, total)
     train_step = make_train_step(model, opt, compute_dtype)
 
     history = History()
+    n_watch = min(len(split.x_train), N_VALIDATION)
 
     def evaluate_now(step: int, seconds: float) -> float:
-        acc = accuracy_on_test_set(model, data)
+        acc = accuracy_on(model, split.x_val, split.y_val)
         history.evaluations.append((step, seconds, acc))
+        if track_training:
+            history.training_evaluations.append(
+                (step, accuracy_on(model, split.x_train[:n_watch], split.y_train[:n_watch])))
         if target_accuracy is not None and acc >= target_accuracy and not history.target_reached:
             history.target_reached = (step, seconds)
         return acc
@@ -286,7 +338,7 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         epoch_steps = min(steps_per_epoch, total - step)
         losses, correct, images, epoch_seconds, acc = [], 0, 0, 0.0, None
         # Each epoch's order and shifts are a function of (seed, epoch): a run repeats exactly.
-        dataset = make_dataset(data.x_train, data.y_train, hp.batch_size, seed=hp.seed,
+        dataset = make_dataset(split.x_train, split.y_train, hp.batch_size, seed=hp.seed,
                                shift=hp.shift, epoch=epoch - 1)
         started = time.perf_counter()
         for batch_images, batch_labels in dataset:
@@ -315,14 +367,17 @@ def train(model: ArticleCNN, data: MNIST, hp: Hyperparameters | None = None, *,
         history.step_losses += step_losses
         record = EpochRecord(epoch=epoch, steps=len(losses), loss=float(np.mean(step_losses)),
                              loss_sum=float(np.sum(step_losses)),
-                             train_accuracy=int(correct) / images, test_accuracy=acc,
+                             train_accuracy=int(correct) / images, validation_accuracy=acc,
                              seconds=epoch_seconds, images_per_second=images / epoch_seconds)
         history.epochs.append(record)
         extra = f"  train acc {record.train_accuracy:.2%}"
-        extra += f"  test acc {acc:.2%}" if acc is not None else ""
+        extra += f"  validation acc {acc:.2%}" if acc is not None else ""
         progress.finish(Progress.line(epoch, n_epochs, len(losses), epoch_steps, record.loss,
                                       record.images_per_second, extra + f"  {epoch_seconds:.1f} s"))
     if history.target_reached:
-        progress.finish(f"reached {target_accuracy:.1%} test accuracy after "
+        progress.finish(f"reached {target_accuracy:.1%} validation accuracy after "
                         f"{history.target_reached[0]} steps, {history.target_reached[1]:.1f} s of training")
+    if evaluate:  # the test set, once, after every decision was taken on the validation images
+        history.test_accuracy = accuracy_on_test_set(model, data)
+        progress.finish(f"test accuracy, measured once after training: {history.test_accuracy:.2%}")
     return history

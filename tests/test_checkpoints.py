@@ -94,8 +94,8 @@ def test_cache_file_of_an_older_format_is_a_miss_that_retrains(cached, mnist, ca
         load_trained(cached.path)
     capsys.readouterr()
     again = trained_model(TINY, data=mnist, verbose=False)
-    assert "(file format 1, not 2): training it again" in capsys.readouterr().out
-    assert not again.from_cache and load_trained(cached.path).settings["format"] == 2
+    assert "(file format 1, not 3): training it again" in capsys.readouterr().out
+    assert not again.from_cache and load_trained(cached.path).settings["format"] == 3
 
 
 @pytest.mark.slow
@@ -110,8 +110,9 @@ def test_cache_file_holding_other_settings_is_a_miss_naming_what_differs(cached,
 
 @pytest.mark.slow
 def test_a_model_trained_on_a_subset_is_never_served_for_the_full_set(model_cache, mnist):
-    subset = MNIST(mnist.x_train[:512], mnist.y_train[:512], mnist.x_test[:256],
-                   mnist.y_test[:256], "first 512 training images")
+    # The 5,000 validation images and 512 to train on.
+    subset = MNIST(mnist.x_train[:5512], mnist.y_train[:5512], mnist.x_test[:256],
+                   mnist.y_test[:256], "first 5,512 training images")
     small = trained_model(TINY, data=subset, verbose=False)
     full = trained_model(TINY, data=mnist, verbose=False)
     assert not full.from_cache and full.path != small.path
@@ -194,3 +195,27 @@ def test_missing_file_and_wrong_argument(tmp_path):
 def test_course_defaults_are_the_articles_network_and_batch():
     hp = model.COURSE_DEFAULTS
     assert hp.batch_size == 128 and hp.keep_rate == 0.8 and hp.init == "glorot"
+
+
+@pytest.mark.slow
+def test_a_cached_run_keeps_its_validation_curve_and_its_one_test_accuracy(cached, mnist):
+    h = cached.history
+    assert [s for s, _, _ in h.evaluations] == [30]  # one evaluation, at the end of the cap
+    again = load_trained(cached.path)
+    assert again.history.test_accuracy == h.test_accuracy is not None
+    assert again.history.evaluations == h.evaluations
+    assert cached.settings["track_training"] is False
+
+
+@pytest.mark.slow
+def test_a_smaller_step_budget_and_training_accuracy_get_their_own_file(model_cache, mnist):
+    small = trained_model(TINY, data=mnist, max_steps=12, track_training=True, verbose=False)
+    assert len(small.history.step_losses) == 12  # below the CI cap of 30, so it applies
+    assert small.settings["max_steps"] == 12 and small.settings["track_training"] is True
+    assert [s for s, _ in small.history.training_evaluations] == [12]
+    capped = run_settings(TINY, max_steps=30, data=mnist)
+    assert cache_path(capped) != small.path
+    again = trained_model(TINY, data=mnist, max_steps=12, track_training=True, verbose=False)
+    assert again.from_cache and again.history.training_evaluations == small.history.training_evaluations
+    with pytest.raises(ValueError, match="max_steps must be a positive integer or None"):
+        trained_model(TINY, data=mnist, max_steps=0)

@@ -3,7 +3,9 @@
     python -m mnist_lessons.tools.course_model        # about 3 minutes on a 2-core AMX CPU
 
 trains the article's network with :data:`mnist_lessons.model.COURSE_DEFAULTS` on the full MNIST
-(always the full settings, whatever ``MNIST_LESSONS_PROFILE`` says), writes the weights and the
+(always the full settings, whatever ``MNIST_LESSONS_PROFILE`` says): 55,000 training images, the
+validation accuracy on the other 5,000 after each epoch, for the fixed ten epochs (nothing is
+picked by an accuracy, least of all the test accuracy, measured once at the end). It writes the weights and the
 training history to ``mnist_lessons/course_model.npz`` (float32, compressed losslessly), loads
 that file back, measures its test accuracy, and writes ``mnist_lessons/course_model.json``: the
 file's SHA-256 and size, the accuracy measured on the file, the settings (including the training
@@ -46,7 +48,8 @@ def build_course_model(npz: Path = COURSE_MODEL_FILE, record: Path = COURSE_MODE
         "sha256": hashlib.sha256(blob).hexdigest(),
         "bytes": len(blob),
         "test_accuracy": accuracy,
-        "test_accuracy_while_training": history.final_test_accuracy,
+        "test_accuracy_after_training": history.test_accuracy,
+        "validation_accuracy_while_training": [round(a, 4) for _, _, a in history.evaluations],
         "training_seconds": round(seconds, 1),
         "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
         "settings": run,
