@@ -265,3 +265,166 @@ def apply_kernel(image: Any, kernel: Any) -> np.ndarray:
         raise ValueError(f"expected one image (H, W) and one kernel (KH, KW), got {img.shape} "
                          f"and {k.shape}")
     return conv2d_numpy(img[None, :, :, None], k[:, :, None, None])[0, :, :, 0]
+
+
+def conv_output_size(size: int, window: int, stride: int = 1, padding: int | str = 0) -> int:
+    """How many outputs a window makes along one dimension: the *output size formula*.
+
+    With ``P`` zeros added on each side, a window of ``K`` pixels moved ``S`` pixels at a time
+    over ``W`` pixels fits ``floor((W - K + 2P) / S) + 1`` times: the last start position is
+    ``W + 2P - K``, and starts come every ``S`` pixels from 0. The same formula serves
+    convolutions and pooling.
+
+    Args:
+        size: ``W``, the input's height or width, in pixels (or values of a map).
+        window: ``K``, the kernel or pooling window along that dimension.
+        stride: ``S``, how far the window moves each time.
+        padding: ``P`` zeros on *each* side (an int), or TensorFlow's names: ``"VALID"``
+            (``P = 0``) and ``"SAME"`` (as many zeros as make the output ``ceil(W / S)``,
+            possibly one more after than before; see :func:`same_padding`).
+
+    Returns:
+        The output's length along that dimension.
+
+    >>> conv_output_size(28, 5, 1, 2)      # conv1: SAME padding is P = 2 here
+    28
+    >>> conv_output_size(28, 5)            # no padding: a 5-wide window fits 24 times
+    24
+    >>> conv_output_size(28, 2, 2, "SAME") # pool1
+    14
+    """
+    size = _check_positive_int("size", size)
+    window = _check_positive_int("window", window)
+    stride = _check_positive_int("stride", stride)
+    if isinstance(padding, str):
+        if _check_padding(padding) == "SAME":
+            return math.ceil(size / stride)
+        padding = 0
+    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding is a number of zeros on each side (0, 1, 2, ...) or 'SAME' / "
+                         f"'VALID', got {padding!r}")
+    span = size - window + 2 * int(padding)
+    if span < 0:
+        raise ValueError(f"a window of {window} does not fit in {size} pixels with {padding} "
+                         f"zero(s) of padding on each side: use a smaller window or more padding")
+    return span // stride + 1
+
+
+def receptive_field_span(layers: Any, index: int, size: int = 28) -> tuple[int, int]:
+    """Which input pixels, first to last along one axis, one value of the last layer depends on.
+
+    The companion of :func:`receptive_field` that also says *where* the patch lies, for layers
+    with TensorFlow's ``SAME`` padding (the article's network). Value ``i`` of a layer with
+    window ``k``, stride ``s`` and ``pb`` zeros of padding before reads the previous map's
+    values ``i*s - pb`` to ``i*s - pb + k - 1``. Followed back to the input::
+
+        first = offset + i * spacing        offset_out = offset_in - pb * spacing_in
+
+    and ``last = first + field - 1``, with the field size and spacing of
+    :func:`receptive_field`. A ``first`` below 0 or a ``last`` above ``size - 1`` means part of
+    the patch lies in the zero padding, outside the image.
+
+    Args:
+        layers: ``(window, stride)`` per layer, in order, as for :func:`receptive_field`.
+        index: the row (or column) of the value in the *last* layer's map, from 0.
+        size: the input's height (or width): 28 for MNIST.
+
+    Returns:
+        ``(first, last)`` input pixel (inclusive).
+
+    >>> receptive_field_span([(5, 1), (2, 2), (5, 1), (2, 2)], 3)   # pool2[3]
+    (6, 21)
+    """
+    layers = list(layers)
+    length = _check_positive_int("size", size)
+    fields = receptive_field(layers)
+    if not fields:
+        raise ValueError("give at least one (window, stride) layer")
+    offset, spacing = 0, 1
+    for window, stride in layers:
+        before, _ = same_padding(length, int(window), int(stride))
+        offset -= before * spacing
+        spacing, length = spacing * int(stride), math.ceil(length / int(stride))
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < length:
+        raise ValueError(f"index must be a position in the last map, 0 to {length - 1}, got {index!r}")
+    field = fields[-1][0]
+    first = offset + int(index) * spacing
+    return first, first + field - 1
+
+
+#: The article's network as layer descriptions for :func:`layer_costs` (ReLU and dropout,
+#: which neither multiply nor change a shape, are left out).
+ARTICLE_LAYERS: tuple[dict[str, Any], ...] = (
+    {"name": "conv1", "kind": "conv", "window": 5, "filters": 32},
+    {"name": "pool1", "kind": "pool", "window": 2, "stride": 2},
+    {"name": "conv2", "kind": "conv", "window": 5, "filters": 64},
+    {"name": "pool2", "kind": "pool", "window": 2, "stride": 2},
+    {"name": "fc", "kind": "dense", "units": 1024},
+    {"name": "out", "kind": "dense", "units": 10},
+)
+
+_LAYER_KINDS = ("conv", "pool", "dense")
+
+
+def layer_costs(layers: Any = ARTICLE_LAYERS, input_shape: tuple[int, int, int] = (28, 28, 1)
+                ) -> list[dict[str, Any]]:
+    """What each layer costs for one image: multiply-adds, values it outputs, parameters.
+
+    Counted by hand from the shapes, the way one counts on paper (``SAME`` padding, so a
+    border position counts its whole window even where the window covers padding zeros):
+
+    - convolution, ``K x K`` window, ``C_in`` channels in, ``F`` filters, output ``H x W``:
+      ``H * W * K * K * C_in * F`` multiply-adds (MACs), ``K * K * C_in * F + F`` parameters;
+    - pooling: no multiplications and no parameters, only comparisons;
+    - dense, ``n`` inputs (the previous shape flattened), ``m`` units: ``n * m`` MACs,
+      ``n * m + m`` parameters.
+
+    A *multiply-add* is one ``a * b + c``: two floating-point operations. Activations are the
+    values a layer writes, per image (times 4 bytes in float32, times the batch size for a batch).
+
+    Args:
+        layers: dicts with ``name`` and ``kind`` (``"conv"``: ``window``, ``filters``, optional
+            ``stride`` (1); ``"pool"``: ``window``, ``stride``; ``"dense"``: ``units``).
+        input_shape: ``(height, width, channels)`` of one image.
+
+    Returns:
+        One dict per layer: ``name``, ``kind``, ``output_shape`` (a tuple), ``macs``,
+        ``activations``, ``params`` (all ints, per image).
+
+    >>> [row["macs"] for row in layer_costs()]
+    [627200, 0, 10035200, 0, 3211264, 10240]
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+        raise ValueError(f"input_shape is (height, width, channels) of one image, e.g. (28, 28, 1), "
+                         f"got {input_shape!r}")
+    rows = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or layer.get("kind") not in _LAYER_KINDS:
+            raise ValueError(f"layer {i} must be a dict with 'kind' one of {_LAYER_KINDS}, got "
+                             f"{layer!r}")
+        kind, name = layer["kind"], layer.get("name", f"layer{i}")
+        if kind in ("conv", "pool") and len(shape) != 3:
+            raise ValueError(f"{name}: a {kind} layer needs a (height, width, channels) input, but "
+                             f"it comes after a dense layer (shape {shape})")
+        if kind == "conv":
+            k = _check_positive_int("window", layer.get("window"))
+            f = _check_positive_int("filters", layer.get("filters"))
+            s = _check_positive_int("stride", layer.get("stride", 1))
+            h, w, c = shape
+            out = (conv_output_size(h, k, s, "SAME"), conv_output_size(w, k, s, "SAME"), f)
+            macs, params = out[0] * out[1] * k * k * c * f, k * k * c * f + f
+        elif kind == "pool":
+            k = _check_positive_int("window", layer.get("window"))
+            s = _check_positive_int("stride", layer.get("stride", k))
+            h, w, c = shape
+            out = (conv_output_size(h, k, s, "SAME"), conv_output_size(w, k, s, "SAME"), c)
+            macs, params = 0, 0
+        else:
+            m = _check_positive_int("units", layer.get("units"))
+            n = int(np.prod(shape))
+            out, macs, params = (m,), n * m, n * m + m
+        rows.append({"name": name, "kind": kind, "output_shape": tuple(int(d) for d in out),
+                     "macs": int(macs), "activations": int(np.prod(out)), "params": int(params)})
+        shape = out
+    return rows

@@ -108,16 +108,36 @@ def test_intro_links_every_existing_chapter():
         assert f"{{doc}}`{nb.stem}`" in intro, nb.stem
 
 
+TEACHING_TAG = "checked-definition"  # a teaching cell whose functions a test compares with the package's
+
+
 def test_no_chapter_cell_defines_functions_or_classes_of_its_own():
     # Reusable logic lives in mnist_lessons/ with tests; chapters call it. The exceptions: the
-    # solutions of exercises (cells tagged "solution"), and a function decorated with
-    # @tf.function, shown as a TensorFlow feature in chapter 1.
+    # solutions of exercises (cells tagged "solution"), a function decorated with @tf.function,
+    # shown as a TensorFlow feature in chapter 1, and a teaching cell (tagged "checked-definition")
+    # that defines the code it explains so the reader can read and run it: the next test checks
+    # that a test compares each of those functions with the package's.
     for nb in ALL_NOTEBOOKS:
         for cell in _cells(nb):
-            if cell["cell_type"] != "code" or "solution" in cell["metadata"].get("tags", []):
+            tags = cell["metadata"].get("tags", [])
+            if cell["cell_type"] != "code" or "solution" in tags or TEACHING_TAG in tags:
                 continue
             for match in re.finditer(r"^(@tf\.function\n)?(?:def|class) (\w+)", _source(cell), re.M):
                 assert match.group(1), f"{nb.name} defines {match.group(2)}: move it to mnist_lessons"
+
+
+def test_every_function_a_teaching_cell_defines_is_checked_by_a_test():
+    tests = {p.name: p.read_text() for p in (ROOT / "tests").glob("test_*.py")}
+    for nb in ALL_NOTEBOOKS:
+        for cell in _cells(nb):
+            if cell["cell_type"] != "code" or TEACHING_TAG not in cell["metadata"].get("tags", []):
+                continue
+            names = re.findall(r"^(?:def|class) (\w+)", _source(cell), re.M)
+            assert names, f"{nb.name}: a {TEACHING_TAG} cell that defines nothing"
+            for name in names:
+                checking = [t for t, text in tests.items() if nb.stem in text and re.search(rf"\b{name}\b", text)]
+                assert checking, (f"{nb.name} defines {name} in a teaching cell, but no test names both "
+                                  f"the page and {name}: add one that compares it with the package's")
 
 
 def _run_setup_cell_as_in_colab(monkeypatch, package_installed: bool,

@@ -21,6 +21,24 @@ def test_low_level_and_keras_versions_give_the_same_logits(mnist):
     assert model.count_params() == sum(int(np.prod(v.shape)) for v in [*weights.values(), *biases.values()])
 
 
+def test_new_weights_have_the_articles_shapes_glorot_scale_and_zero_biases():
+    weights, biases = cc.new_weights_and_biases(seed=1)
+    shapes = {k: tuple(v.shape) for k, v in {**weights, **{"b/" + k: v for k, v in biases.items()}}.items()}
+    assert shapes == {"W_conv1": (5, 5, 1, 32), "W_conv2": (5, 5, 32, 64), "W_fc": (3136, 1024),
+                      "out": (1024, 10), "b/b_conv1": (32,), "b/b_conv2": (64,), "b/b_fc": (1024,),
+                      "b/out": (10,)}
+    # Glorot uniform: limit sqrt(6 / (fan_in + fan_out)); for W_fc, fan_in 3136 and fan_out 1024.
+    limit = (6 / (3136 + 1024)) ** 0.5
+    w_fc = weights["W_fc"].numpy()
+    assert np.abs(w_fc).max() <= limit and np.abs(w_fc).max() > 0.99 * limit
+    assert all(not b.numpy().any() for b in biases.values())
+    again, _ = cc.new_weights_and_biases(seed=1)
+    other, _ = cc.new_weights_and_biases(seed=2)
+    np.testing.assert_array_equal(again["W_conv2"].numpy(), weights["W_conv2"].numpy())
+    assert not np.array_equal(other["W_conv2"].numpy(), weights["W_conv2"].numpy())
+    assert not np.array_equal(weights["W_conv1"].numpy().ravel()[:10], weights["W_fc"].numpy().ravel()[:10])
+
+
 def test_dropout_only_in_training(mnist):
     weights, biases = init_params("glorot", seed=0)
     x = mnist.x_test[:32].reshape(-1, 784).astype(np.float32) / 255.0
@@ -31,7 +49,7 @@ def test_dropout_only_in_training(mnist):
 
 @pytest.mark.slow
 def test_both_versions_learn_in_a_few_real_steps(mnist, capsys):
-    _, _, low_acc = cc.train_neural_network(mnist, max_steps=60)
+    _, _, low_acc = cc.train_neural_network(mnist, hm_epochs=1, max_steps=60)
     _, keras_acc = cc.train_keras_network(mnist, max_steps=60)
     out = capsys.readouterr().out
     assert "Epoch 1 completed out of 1 loss:" in out and out.count("Accuracy:") == 2
