@@ -117,3 +117,129 @@ def misclassified(labels: Any, probabilities: Any) -> Mistakes:
     conf = p[wrong, predicted[wrong]]
     order = np.argsort(-conf, kind="stable")
     return Mistakes(wrong[order], labels[wrong][order], predicted[wrong][order], conf[order])
+
+
+# --- Beyond one number: calibration and where the network looks -------------------------------
+
+def confidence_and_correct(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The confidence (N,) of each answer (its largest probability) and whether it was right (N,).
+
+    ``probabilities`` (N, 10) are the softmax of the logits; ``labels`` (N,) the true digits.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    labels = check_labels(labels)
+    if p.ndim != 2 or p.shape != (len(labels), N_CLASSES):
+        raise ValueError(f"expected probabilities of shape ({len(labels)}, {N_CLASSES}), got {p.shape}")
+    return p.max(axis=1), p.argmax(axis=1) == labels
+
+
+@dataclass(frozen=True)
+class ReliabilityTable:
+    """Answers grouped by confidence: how sure the network was against how often it was right.
+
+    Bin ``i`` holds the answers with confidence in ``(edges[i], edges[i + 1]]`` (the first
+    bin includes 0). Empty bins have ``nan`` confidence and accuracy.
+
+    Attributes:
+        edges: bin edges (n_bins + 1,), from 0 to 1.
+        counts: answers per bin (n_bins,).
+        confidence: mean confidence per bin (n_bins,).
+        accuracy: share of right answers per bin (n_bins,).
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+
+def _check_confidence(confidence: Any, correct: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer (confidence bins), got {n_bins!r}")
+    c = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct)
+    if c.ndim != 1 or ok.shape != c.shape or c.size == 0:
+        raise ValueError(f"expected confidence and correct as two 1D arrays of the same length "
+                         f"(> 0), got shapes {c.shape} and {ok.shape}")
+    if ok.dtype != bool and not np.isin(ok, (0, 1)).all():
+        raise ValueError("correct must be booleans (or 0/1): was each answer right?")
+    if not np.all((c >= 0) & (c <= 1)):
+        raise ValueError("confidence must be probabilities in [0, 1]: pass softmax(logits).max(axis=1)")
+    return c, ok.astype(bool)
+
+
+def reliability_table(confidence: Any, correct: Any, n_bins: int = 10) -> ReliabilityTable:
+    """Group answers into ``n_bins`` equal-width confidence bins (the data of a reliability diagram).
+
+    A calibrated network is right 90% of the time when it says 90%: in every bin, accuracy
+    equals mean confidence.
+    """
+    c, ok = _check_confidence(confidence, correct, n_bins)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, c, side="left") - 1, 0, n_bins - 1)
+    counts = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=c, minlength=n_bins) / counts
+        acc = np.bincount(which, weights=ok, minlength=n_bins) / counts
+    return ReliabilityTable(edges, counts, mean_conf, acc)
+
+
+def expected_calibration_error(confidence: Any, correct: Any, n_bins: int = 10) -> float:
+    """Expected calibration error: the gap |accuracy - confidence| of each bin, weighted by its
+    share of the answers, summed (0 = calibrated; in [0, 1]). Guo et al. (2017) use 15 bins."""
+    table = reliability_table(confidence, correct, n_bins)
+    share = table.counts / table.counts.sum()
+    gaps = np.abs(table.accuracy - table.confidence)
+    return float(np.sum(share[table.counts > 0] * gaps[table.counts > 0]))
+
+
+def _check_targets(targets: Any, n: int) -> np.ndarray:
+    return check_labels(np.full(n, targets) if np.ndim(targets) == 0 else targets, n)
+
+
+def gradient_saliency(model: Any, images: Any, targets: Any) -> np.ndarray:
+    """d logit[target] / d pixel for each image: (N, 28, 28) float32, by ``tf.GradientTape``.
+
+    ``images`` (N, 28, 28) uint8 0-255 or float 0-1; ``targets`` one digit or (N,) digits
+    (usually the prediction). A large value, of either sign, marks a pixel whose change would
+    move that logit most: where the network "looks". Dropout is off.
+    """
+    import tensorflow as tf
+
+    images = check_images(images)
+    x = tf.constant(images.astype(np.float32) / 255.0 if images.dtype == np.uint8
+                    else images.astype(np.float32))
+    targets = _check_targets(targets, len(images)).astype(np.int64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+        picked = tf.gather(logits, targets, axis=1, batch_dims=1)
+    return tape.gradient(picked, x).numpy().reshape(-1, 28, 28)
+
+
+def occlusion_map(model: Any, image: Any, target: int, patch: int = 6,
+                  stride: int = 2) -> np.ndarray:
+    """How much the probability of ``target`` drops when a ``patch`` x ``patch`` square of the
+    image is blanked (set to 0), for each position of the square moved by ``stride``.
+
+    ``image`` (28, 28) uint8 or float 0-1. Returns (28, 28) float: each pixel gets the mean
+    drop over the squares that covered it (positive = hiding it hurts the answer). One batch
+    of forward passes, dropout off.
+    """
+    for name, value in (("patch", patch), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 28:
+            raise ValueError(f"{name} must be an integer from 1 to 28 pixels, got {value!r}")
+    x = check_images(np.asarray(image)[None])[0]
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    target = int(_check_targets(target, 1)[0])
+    starts = range(0, 28 - patch + 1, stride)
+    corners = [(r, c) for r in starts for c in starts]
+    batch = np.repeat(x[None], len(corners) + 1, axis=0)
+    for k, (r, c) in enumerate(corners, start=1):
+        batch[k, r:r + patch, c:c + patch] = 0.0
+    p = softmax(predict_logits(model, batch))[:, target]
+    drop, covered = np.zeros((28, 28)), np.zeros((28, 28))
+    for k, (r, c) in enumerate(corners, start=1):
+        drop[r:r + patch, c:c + patch] += p[0] - p[k]
+        covered[r:r + patch, c:c + patch] += 1
+    return np.divide(drop, covered, out=np.zeros((28, 28)), where=covered > 0)

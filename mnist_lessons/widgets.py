@@ -91,10 +91,30 @@ def network_view(model: Any, image: Any, layer: str) -> tuple[np.ndarray, int, n
 # ---- the widgets ---------------------------------------------------------------------------------
 
 
+def _show(box: Any, out: Any, draw: Callable[[], plt.Figure], failed: str) -> None:
+    """Draw into the output area ``out``; a ``ValueError`` (a typing mistake in the controls, a
+    file that is not a picture) is said in one sentence, and the widget keeps going."""
+    from IPython.display import display
+
+    with out:
+        out.clear_output(wait=True)
+        try:
+            fig = draw()
+        except ValueError as err:
+            box.error = str(err)
+            print(f"{failed}: {err}")
+            return
+        box.error = None
+        if box.figure is not None:
+            plt.close(box.figure)
+        box.figure = fig
+        display(fig)
+        plt.close(fig)
+
+
 def _box(controls: list, draw: Callable[[], plt.Figure]):
     """Controls above an output area; ``draw`` runs now and whenever a control changes."""
     import ipywidgets as w
-    from IPython.display import display
 
     out = w.Output()
     box = w.VBox([w.HBox(controls), out])
@@ -102,20 +122,7 @@ def _box(controls: list, draw: Callable[[], plt.Figure]):
     box.error = None
 
     def redraw(_change: Any = None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            try:
-                fig = draw()
-            except ValueError as err:  # a typing mistake in the controls: say so, keep going
-                box.error = str(err)
-                print(f"Cannot draw: {err}")
-                return
-            box.error = None
-            if box.figure is not None:
-                plt.close(box.figure)
-            box.figure = fig
-            display(fig)
-            plt.close(fig)
+        _show(box, out, draw, "Cannot draw")
 
     for control in controls:
         control.observe(redraw, names="value")
@@ -209,3 +216,59 @@ def softmax_temperature_slider(logits: Any):
         return plot_probabilities(p, title=f"softmax(logits / {temperature.value:.2f})")
 
     return _box([temperature], draw)
+
+
+# ---- your own digit (chapter 11) -----------------------------------------------------------------
+
+
+def uploaded_bytes(value: Any) -> bytes:
+    """The bytes of the one file in a ``FileUpload`` widget's ``value``.
+
+    ipywidgets 8 (Jupyter today) gives a tuple of dicts, each with a ``"content"`` memoryview;
+    ipywidgets 7 (Colab's) gives a dict from the file name to a dict with ``"content"`` bytes.
+    Both are accepted. Raises ``ValueError`` when no file, or more than one, was uploaded.
+    """
+    files = list(value.values()) if isinstance(value, dict) else list(value or ())
+    if len(files) != 1:
+        raise ValueError(f"upload one picture of one digit (got {len(files)} files)")
+    try:
+        return bytes(files[0]["content"])
+    except (TypeError, KeyError):
+        raise ValueError("this does not look like a FileUpload value: no 'content' in it") from None
+
+
+def digit_prediction(model: Any, data: bytes):
+    """The figure for a picture file's bytes: the digit preprocessed as MNIST was, and the
+    network's ten probabilities. Raises ``ValueError`` (with what to do) for a file that is not
+    a picture of a digit."""
+    from .evaluate import predict_logits, softmax
+    from .preprocess import digit_from_file, preprocess_digit
+    from .viz import plot_probabilities
+
+    digit = preprocess_digit(digit_from_file(data))
+    p = softmax(predict_logits(model, digit[None]))[0]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.6), width_ratios=[1, 3])
+    left.imshow(digit, cmap="gray_r")
+    left.set_axis_off()
+    left.set_title("preprocessed")
+    plot_probabilities(p, ax=right, title=f"the network says {p.argmax()}")
+    fig.probabilities = p
+    return fig
+
+
+def digit_upload(model: Any):
+    """Upload a photo or drawing of a digit (PNG or JPEG) and see what ``model`` reads in it.
+
+    Returns the widget box; ``box.figure`` is the last figure and ``box.error`` the last
+    problem with a file (shown to the reader as a sentence, never a trace)."""
+    import ipywidgets as w
+
+    upload, out = w.FileUpload(accept="image/*", multiple=False), w.Output()
+    box = w.VBox([upload, out])
+    box.figure = box.error = None
+
+    def show(change: Any) -> None:
+        _show(box, out, lambda: digit_prediction(model, uploaded_bytes(change["new"])), "Cannot read it")
+
+    upload.observe(show, names="value")
+    return box

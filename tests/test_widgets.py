@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,51 @@ def test_pooling_explorer_and_temperature_slider_redraw(mnist):
     assert max(p.get_height() for p in slider.figure.axes[0].patches) < sharp
     with pytest.raises(ValueError, match="one image"):
         widgets.softmax_temperature_slider(np.zeros((2, 10)))
+
+
+NOW = dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)  # an upload's time stamp (ipywidgets 8 sends one)
+
+
+def _png_bytes(picture: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(picture.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_uploaded_bytes_reads_the_value_of_ipywidgets_7_and_8():
+    content = b"\x89PNG fake"
+    # ipywidgets 8 (documented): a tuple of dicts, "content" a memoryview
+    v8 = ({"name": "seven.png", "type": "image/png", "size": 9, "content": memoryview(content)},)
+    # ipywidgets 7.7 (Colab's): a dict from the file name to {"metadata": ..., "content": bytes}
+    v7 = {"seven.png": {"metadata": {"name": "seven.png", "type": "image/png"}, "content": content}}
+    assert widgets.uploaded_bytes(v8) == widgets.uploaded_bytes(v7) == content
+    with pytest.raises(ValueError, match="upload one picture"):
+        widgets.uploaded_bytes(())
+    with pytest.raises(ValueError, match="upload one picture"):
+        widgets.uploaded_bytes(v8 * 2)
+    with pytest.raises(ValueError, match="FileUpload value"):
+        widgets.uploaded_bytes(({"name": "x"},))
+
+
+def test_digit_upload_reads_a_photographed_test_digit_and_explains_a_bad_file(mnist):
+    """A real test digit, saved as a dark-on-light PNG three times its size (as a photo of ink on
+    paper would be), goes through the widget's own callback: the course model reads its label."""
+    from mnist_lessons.checkpoints import load_course_model
+
+    model = load_course_model().model
+    box = widgets.digit_upload(model)
+    upload = box.children[0]
+    for index in range(3):
+        digit = mnist.x_test[index]
+        on_paper = 255 - np.kron(digit, np.ones((3, 3), dtype=np.uint8))
+        upload.value = ({"name": f"{index}.png", "type": "image/png", "size": 0, "last_modified": NOW,
+                         "content": memoryview(_png_bytes(on_paper))},)
+        assert box.error is None
+        assert box.figure.probabilities.argmax() == mnist.y_test[index]
+    upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "last_modified": NOW,
+                     "content": memoryview(b"hello")},)
+    assert box.error is not None and "PNG or JPEG" in box.error
