@@ -8,10 +8,13 @@ Run from the repository root after the set-up (``make env``):
 It prints, from one run on one machine:
 1. this CPU's matrix-multiply peak (a large ``tf.matmul``, float32 and bfloat16), and the images
    per second it would allow at the network's cost per image (forward + backward, counted below);
-2. the time per step of each phase (input pipeline alone, forward, forward + backward, the whole
-   step, the optimizer update alone) for float32 and bfloat16;
+2. the time per step of each phase (input pipeline alone, forward, forward + backward, the Adam
+   update alone, Keras's and as one fused kernel per variable, the whole step) for float32 and
+   bfloat16, measured in interleaved rounds;
 3. with the trace (the default), every operation of the step from a ``tf.profiler`` trace,
-   grouped by layer and kind, in milliseconds per step, with the multiply rate of the big ones.
+   grouped by layer and kind, in milliseconds per step, with the multiply rate of the big ones,
+   and how the multiplies compare with everything else. Two operations can run at once (TF's
+   inter-op threads), so the operations add up to more than the step's wall time.
 Numbers are printed, never asserted.
 
 ``--inter`` and ``--intra`` set TensorFlow's thread pools (``tf.config.threading``) to try them.
@@ -84,20 +87,45 @@ def shaped_matmul_rate(dtype: str, m: int, k: int, n: int, repeats: int = 30) ->
     return 2 * m * k * n / statistics.median(times)
 
 
-def timed(fn, args_list, warmup: int = 3) -> float:
-    """Median seconds of ``fn(*args)`` over ``args_list`` (after ``warmup`` calls), synchronised."""
-    for args in args_list[:warmup]:
-        tf.nest.flatten(fn(*args))[0].numpy()
-    times = []
-    for args in args_list[warmup:]:
-        t = time.perf_counter()
-        tf.nest.flatten(fn(*args))[0].numpy()  # a CPU function call returns when it is done
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def interleaved(calls: dict, args_list, rounds: int = 6) -> dict[str, float]:
+    """Median seconds per call of each function, measured in interleaved rounds.
+
+    ``calls`` maps a name to a function taking the items of ``args_list``; each round calls
+    every function on a few items in turn, so that a change in the machine's speed (other jobs)
+    falls on all of them alike. A CPU function call returns when its work is done.
+    """
+    for fn in calls.values():  # trace and warm up
+        for args in args_list[:2]:
+            tf.nest.flatten(fn(*args))[0].numpy()
+    per_round = max(1, (len(args_list) - 2) // rounds)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(rounds):
+        chunk = args_list[2 + r * per_round: 2 + (r + 1) * per_round]
+        for name, fn in calls.items():
+            for args in chunk:
+                t = time.perf_counter()
+                tf.nest.flatten(fn(*args))[0].numpy()
+                times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def fused_adam(optimizer, grads, variables) -> None:
+    """Keras's Adam update, the same formula, as one ``ResourceApplyAdam`` kernel per variable."""
+    beta_1 = tf.constant(optimizer.beta_1, tf.float32)
+    beta_2 = tf.constant(optimizer.beta_2, tf.float32)
+    t = tf.cast(optimizer.iterations + 1, tf.float32)
+    lr = tf.cast(optimizer.learning_rate, tf.float32)
+    for grad, var in zip(grads, variables):
+        i = optimizer._get_variable_index(var)
+        tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=optimizer._momentums[i].handle, v=optimizer._velocities[i].handle,
+            beta1_power=tf.pow(beta_1, t), beta2_power=tf.pow(beta_2, t), lr=lr, beta1=beta_1,
+            beta2=beta_2, epsilon=tf.constant(optimizer.epsilon, tf.float32), grad=grad)
+    optimizer.iterations.assign_add(1)
 
 
 def phases(batches, dtype: str) -> dict[str, float]:
-    """Seconds per step of the forward, forward + backward, full step and optimizer alone."""
+    """Seconds per step of the forward, forward + backward, the optimizer alone, the whole step."""
     hp = COURSE_DEFAULTS
     model = ArticleCNN(hp)
     variables = model.variables
@@ -109,35 +137,37 @@ def phases(batches, dtype: str) -> dict[str, float]:
                               dropout_seed=tf.stack([seed, step]))["logits"]
         return cross_entropy(labels, logits)
 
-    forward = tf.function(loss_of)
-
     @tf.function
     def forward_backward(images, labels, step):
         with tf.GradientTape() as tape:
             loss = loss_of(images, labels, step)
         return loss, tape.gradient(loss, variables)
 
-    optimizer = make_optimizer("adam", hp, 10_000)
-    step_fn = make_train_step(model, optimizer, dtype)
     _, grads = forward_backward(*args[0])
-    update_optimizer = make_optimizer("adam", hp, 10_000)
+    keras_adam = make_optimizer("adam", hp, 10_000)
+    keras_adam.build(variables)
+    one_kernel_adam = make_optimizer("adam", hp, 10_000)
+    one_kernel_adam.build(variables)
 
-    @tf.function
-    def update(*grads):
-        update_optimizer.apply_gradients(zip(grads, variables))
-        return update_optimizer.iterations
+    def keras_update(*_):
+        keras_adam.apply_gradients(zip(grads, variables))
+        return keras_adam.iterations
 
-    @tf.function
-    def empty(images, labels, step):
-        return tf.reduce_sum(labels) + tf.cast(step, tf.int32)
+    def fused_update(*_):
+        fused_adam(one_kernel_adam, grads, variables)
+        return one_kernel_adam.iterations
 
-    return {
-        "call overhead (empty tf.function, same inputs)": timed(empty, args),
-        "forward + loss": timed(forward, args),
-        "forward + backward": timed(forward_backward, args),
-        "optimizer update alone (Adam)": timed(update, [grads] * len(args)),
-        "whole step (make_train_step)": timed(step_fn, args),
+    calls = {
+        "call overhead (empty tf.function, same inputs)":
+            tf.function(lambda images, labels, step: tf.reduce_sum(labels)),
+        "forward + loss": tf.function(loss_of),
+        "forward + backward": forward_backward,
+        "Adam update alone, Keras (per-variable ops)": tf.function(keras_update),
+        "Adam update alone, fused (ResourceApplyAdam)": tf.function(fused_update),
+        "whole step (make_train_step)":
+            make_train_step(model, make_optimizer("adam", hp, 10_000), dtype),
     }
+    return interleaved(calls, args)
 
 
 def pipeline_rate(data, shift: int, steps: int) -> float:
@@ -187,9 +217,12 @@ def _layer_of(shapes: list[tuple]) -> str:
     return ""
 
 
+MULTIPLY = re.compile(r"forward \((conv|matmul)|grad \((Conv2D|MatMul)")
+
+
 def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
     """A readable row for one traced operation ``name:kind``."""
-    if re.match(r"(adam|sgd)(_\d+)?/", name, re.IGNORECASE):
+    if re.match(r"(adam|sgd)(_\d+)?/", name, re.IGNORECASE) or kind.startswith("ResourceApply"):
         return "optimizer update (Adam, all variables)"
     op = ops.get(name)
     in_shapes = [_shape(t) for t in op.inputs] if op is not None else []
@@ -232,13 +265,17 @@ def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
     return "other"
 
 
-def op_table(batches, dtype: str, steps: int, logdir: str) -> tuple[float, list[tuple]]:
-    """Trace ``steps`` whole steps; return wall seconds per step and rows (name, ms, calls)."""
+def op_table(batches, dtype: str, steps: int, logdir: str,
+             step_fn=None) -> tuple[float, list[tuple]]:
+    """Trace ``steps`` whole steps; return wall seconds per step and rows (name, ms per step).
+
+    ``step_fn``: a training step taking ``(images, labels, step)``; the package's by default.
+    """
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    hp = COURSE_DEFAULTS
-    model = ArticleCNN(hp)
-    step_fn = make_train_step(model, make_optimizer("adam", hp, 10_000), dtype)
+    if step_fn is None:
+        hp = COURSE_DEFAULTS
+        step_fn = make_train_step(ArticleCNN(hp), make_optimizer("adam", hp, 10_000), dtype)
     args = [(x, y, tf.constant(i, tf.int64)) for i, (x, y) in enumerate(batches)]
     for a in args[:3]:
         float(step_fn(*a)[0])
@@ -308,14 +345,15 @@ def main() -> None:
                                  range(args.steps + 3))]
 
     for dtype in dtypes:
-        print(f"\n{dtype}: milliseconds per step of {BATCH} (median of {args.steps})")
+        print(f"\n{dtype}: milliseconds per step of {BATCH} (median of {args.steps} calls each, "
+              f"in interleaved rounds)")
         result = phases(batches, dtype)
         whole = result["whole step (make_train_step)"]
         for name, seconds in result.items():
             print(f"  {name:50s} {1e3 * seconds:7.2f} ms  {BATCH / seconds:8,.0f} images/s")
         limit = per_image * BATCH / peaks[dtype]
         print(f"  {'multiply limit at the ' + dtype + ' matmul peak':50s} {1e3 * limit:7.2f} ms  "
-              f"(the whole step is at {limit / whole:.0%} of it)")
+              f"{BATCH / limit:8,.0f} images/s (the whole step reaches {limit / whole:.0%} of it)")
 
     if args.no_trace:
         return
@@ -333,6 +371,12 @@ def main() -> None:
             if key and ms > 0:
                 rate = f"  {flops[key] * BATCH / (ms / 1e3) / 1e9:6.0f} GFLOP/s"
             print(f"  {name:52s} {ms:7.2f} ms {ms / summed:6.1%}{rate}")
+        multiplies = sum(ms for name, ms in rows if MULTIPLY.search(name))
+        print(f"  -> multiplies (convolutions, matmuls): {multiplies:.1f} ms, "
+              f"{per_image * BATCH / (multiplies / 1e3) / 1e9:.0f} GFLOP/s on average (at the "
+              f"matmul peak: {1e3 * per_image * BATCH / peaks[dtype]:.1f} ms); everything else "
+              f"(optimizer, casts, bias and ReLU gradients, pooling, dropout, loss): "
+              f"{summed - multiplies:.1f} ms")
 
 
 if __name__ == "__main__":
