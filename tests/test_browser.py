@@ -171,3 +171,24 @@ def test_instructors_page_shows_every_pages_run_times_as_a_table(browser, server
     assert len(body) == len(NOTEBOOK_PAGES)
     assert body[5][0] == "6. The convolutional layer"
     assert all(re.fullmatch(r"(\d+ min )?\d+ s|\d+ min", cell) for row in body for cell in row[1:3])
+
+
+@pytest.mark.parametrize("query, page_stem", [
+    ("output size formula", "ch06_the_convolutional_layer.html#the-output-size-formula"),
+    ("Adam update", "ch10_training_with_adam.html#the-adam-update"),
+    ("validation split", "ch10_training_with_adam.html#the-validation-split"),
+])
+def test_the_search_box_finds_the_key_ideas(browser, server, query, page_stem):
+    """What a reader types into the book's search box: Sphinx's own search page, run by its
+    JavaScript in the browser, lists the section that explains the idea among its first results."""
+    page, errors = _open(browser, f"{server}/search.html?q={query.replace(' ', '+')}")
+    page.wait_for_selector("#search-results ul li a, #search-results p", timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('#search-progress')"
+                           " || document.querySelector('#search-progress').innerText.trim() === ''"
+                           " || document.querySelectorAll('#search-results ul li').length > 0",
+                           timeout=30_000)
+    links = page.eval_on_selector_all("#search-results ul li a",
+                                      "as => as.map(a => a.getAttribute('href'))")
+    page.close()
+    assert not errors, errors
+    assert any(page_stem in href for href in links[:5]), f"{query!r}: first results {links[:5]}"
