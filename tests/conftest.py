@@ -31,6 +31,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,71 @@ def _book_sources() -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+#: Fixtures that need the built book; the tests that use them (or are marked ``after_build``)
+#: run after all the others, while the build runs in the background (``pytest_collection_finish``).
+BUILD_FIXTURES = {"built_book", "executed_book"}
+_BACKGROUND: dict = {}  # the background build: its process and log file
+
+
+def _needs_build(item) -> bool:
+    return bool(BUILD_FIXTURES & set(getattr(item, "fixturenames", ()))) or \
+        item.get_closest_marker("after_build") is not None
+
+
+def _build_is_current() -> bool:
+    index = _ROOT / "_build" / "html" / "book" / "intro.html"
+    return index.exists() and index.stat().st_mtime >= max(f.stat().st_mtime for f in _book_sources())
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "after_build: run after the book build, to reuse what it made")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that need the book build go last (each group keeps its order), so that the
+    others run while the build runs in the background."""
+    items[:] = [i for i in items if not _needs_build(i)] + [i for i in items if _needs_build(i)]
+
+
+def pytest_collection_finish(session):
+    """Start the book build (the README's book command) in the background now, if a selected
+    test needs it and the build is out of date: the tests that do not need it run meanwhile, on
+    the cores the build leaves idle (most of a page's time is one busy core)."""
+    if session.config.option.collectonly or os.environ.get("MNIST_LESSONS_BUILD"):
+        return
+    if not any(_needs_build(i) for i in session.items) or _build_is_current():
+        return
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed when the build is collected
+    jb = Path(sys.executable).with_name("jupyter-book")
+    _BACKGROUND["process"] = subprocess.Popen(
+        [str(jb), "build", str(_ROOT), "--all", "-W", "-n", "--keep-going"], cwd=_ROOT,
+        stdout=log, stderr=subprocess.STDOUT, text=True)
+    _BACKGROUND["log"] = log
+
+
+def pytest_unconfigure(config):
+    process = _BACKGROUND.get("process")
+    if process is not None and process.poll() is None:  # the session ended early
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _wait_for_background_build() -> None:
+    process = _BACKGROUND.get("process")
+    if process is None or "done" in _BACKGROUND:
+        return
+    process.wait(timeout=3000)
+    log = _BACKGROUND["log"]
+    log.seek(0)
+    output = log.read()
+    log.close()
+    _BACKGROUND["done"] = (process.returncode, output)
+
+
 @pytest.fixture(scope="session")
 def built_book() -> Path:
-    """`_build/html`, built now with the README's book command unless already up to date.
+    """`_build/html`, built with the README's book command unless already up to date: by the
+    build started in the background when the session began, else now.
 
     `MNIST_LESSONS_BUILD=<folder>` uses the `_build` folder of a build made elsewhere instead
     (e.g. `jupyter-book build . --path-output /tmp/jb` gives `/tmp/jb/_build`): its `html` and
@@ -57,14 +120,30 @@ def built_book() -> Path:
     if given:
         return Path(given) / "html"
     html = _ROOT / "_build" / "html"
-    index = html / "book" / "intro.html"
-    if not index.exists() or index.stat().st_mtime < max(f.stat().st_mtime for f in _book_sources()):
+    _wait_for_background_build()
+    if "done" in _BACKGROUND:
+        returncode, output = _BACKGROUND["done"]
+    elif not _build_is_current():
         jb = Path(sys.executable).with_name("jupyter-book")
         done = subprocess.run([str(jb), "build", str(_ROOT), "--all", "-W", "-n", "--keep-going"],
                               cwd=_ROOT, capture_output=True, text=True, timeout=3000)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-        assert "build succeeded" in done.stdout
+        returncode, output = done.returncode, done.stdout + done.stderr
+    else:
+        return html
+    assert returncode == 0, output[-4000:]
+    assert "build succeeded" in output
     return html
+
+
+@pytest.fixture(scope="session")
+def finished_build() -> Path | None:
+    """The `_build` folder once the book build this session started has finished (or the one
+    named by `MNIST_LESSONS_BUILD`), for tests that reuse what a build made when there is one;
+    None when no build was started (nothing is built for them)."""
+    if os.environ.get("MNIST_LESSONS_BUILD"):
+        return Path(os.environ["MNIST_LESSONS_BUILD"])
+    _wait_for_background_build()
+    return _ROOT / "_build" if "done" in _BACKGROUND and _BACKGROUND["done"][0] == 0 else None
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ runs here as the student edition; after each exercise's check has said "not done
 kernel runs the reader edition's solutions and the check again, which must pass; the rest of the
 reader edition is the student's code, cell for cell (checked without running it). The pages
 without exercises (the errata and the complete code) run as the reader edition. No other test
-runs the pages again.
+runs the pages again. The pages run side by side, one per core (each in its own kernel and
+folder), the longest first (fixture ``page_runs``); each page's test then checks its run.
 
 What "Colab-like" means here, since Colab itself cannot be reached from CI:
 
@@ -21,7 +22,12 @@ What "Colab-like" means here, since Colab itself cannot be reached from CI:
 - a kernel that has imported ``google.colab`` before the first cell runs, as Colab's does (an
   IPython start-up file imports a stand-in module);
 - each notebook copied alone into an empty folder, so nothing of the repository is importable,
-  and an empty course cache, so the page fetches MNIST and trains what it needs itself;
+  with a course cache of its own that holds no MNIST (the page fetches it itself) and only the
+  models the book build trained a moment before. Those are the files the page's own training
+  would write (the same training code, settings, data and library versions make the same cache
+  key), so a page that trains what the build trained loads it instead: the training code runs
+  in the build, the pages here still train what the build did not (chapter 4, the complete
+  code). A fresh runtime's times, training included, are in mnist_lessons/tools/run_times.json;
 - the set-up cell runs as the edition has it. Its ``git+https://github.com/...@<commit>``
   address is served from a snapshot of this working tree through git's
   ``url.<base>.insteadOf``, because GitHub is out of reach here; pip, the install and the
@@ -46,6 +52,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +62,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from mnist_lessons.config import settings
 from mnist_lessons.tools.editions import EXTRA_PAGES, STUB_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +164,8 @@ class ColabLike:
     commit: str
     env: dict[str, str]
     times: dict = field(default_factory=dict)  # what artifacts/colab_times.json records
+    models: Path | None = None  # the models the book build trained, put in each page's cache
+    jobs: int = 2               # pages run at a time (page_runs)
 
     def fresh_folder(self, name: str) -> Path:
         folder = self.root / "runs" / name
@@ -239,7 +249,8 @@ def colab(tmp_path_factory, request) -> ColabLike:
     env.update(PATH=os.pathsep.join([str(venv / "bin"), *path]), VIRTUAL_ENV=str(venv),
                IPYTHONDIR=str(root / "ipython"), GIT_CONFIG_GLOBAL=str(gitconfig),
                GIT_CONFIG_NOSYSTEM="1", MNIST_LESSONS_PROFILE="ci", PIP_CACHE_DIR=str(root / "pip-cache"))
-    colab = ColabLike(root=root, venv_python=python, commit=commit, env=env)
+    colab = ColabLike(root=root, venv_python=python, commit=commit, env=env,
+                      jobs=max(1, len(os.sched_getaffinity(0))))
     colab.times.update(_describe_run(python))
     yield colab
     _write_times(colab.times, request.config)
@@ -258,8 +269,11 @@ def _describe_run(python: Path) -> dict:
         "what": "seconds of wall time to run each page top to bottom in a fresh Colab-like kernel, "
                 "kernel start and set-up cell included: a chapter's student edition with the reader "
                 "edition's solutions run after each exercise's check (student_s), a page without "
-                "exercises as the reader edition (reader_s); the set-up cell finds the package "
-                "installed: its install (installs_s) ran once before, on its own",
+                "exercises as the reader edition (reader_s); the pages run side by side, one per "
+                "core; each page's cache holds the models the book build trained "
+                "(models_from_the_build), so a page loads them instead of training them again; "
+                "the set-up cell finds the package installed: its install (installs_s) ran once "
+                "before, on its own",
         "pages": {},
     }
 
@@ -371,32 +385,24 @@ def test_setup_cell_says_what_to_do_when_the_install_fails(colab, colab_editions
 
 
 def _copy_alone(colab: ColabLike, notebook: Path, name: str) -> tuple[Path, nbformat.NotebookNode]:
-    """``notebook`` copied alone into a fresh folder (its cache folder empty), and read."""
+    """``notebook`` copied alone into a fresh folder, its course cache holding only the models
+    the book build trained (``colab.models``), and read."""
     assert notebook.exists(), f"the editions command wrote no {notebook}"
     folder = colab.fresh_folder(name)
     shutil.copy2(notebook, folder / notebook.name)
+    if colab.models is not None:
+        models = folder / "cache" / "models"
+        models.mkdir(parents=True)
+        for model in colab.models.iterdir():
+            _link_or_copy(model, models / model.name)
     return folder, nbformat.read(folder / notebook.name, as_version=4)
 
 
-def _timed_run(colab: ColabLike, nb, folder: Path, page: str, key: str, **kwargs):
-    start = time.perf_counter()
-    colab.execute(nb, folder, **kwargs)
-    colab.times["pages"].setdefault(page, {})[key] = round(time.perf_counter() - start, 1)
-    return nb
-
-
-@pytest.mark.parametrize("page", READER_ONLY_PAGES)
-def test_reader_edition_runs_top_to_bottom_in_a_fresh_colab_runtime(colab, colab_editions, page):
-    colab.install_package(_setup_source(colab_editions))
-    folder, nb = _copy_alone(colab, colab_editions / "reader" / f"{page}.ipynb", f"reader-{page}")
-    _timed_run(colab, nb, folder, page, "reader_s")
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert f"@{colab.commit}" in code[0].source, "the set-up cell installs the built commit"
-    assert code[0].outputs == [], "the set-up cell is quiet"
-    errors = [(c.source[:80], o.ename, o.evalue) for c in code for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    if any("load_mnist" in c.source for c in code):
-        assert (folder / "cache" / "mnist.npz").exists(), "MNIST fetched into the page's own cache"
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:  # another file system
+        shutil.copy2(source, dest)
 
 
 def _bare_stub(cell) -> bool:
@@ -408,40 +414,24 @@ def _is_check(cell) -> bool:
     return bool(re.search(r"^check_\w+\(", cell.source, re.M))
 
 
-@pytest.mark.parametrize("page", STUDENT_PAGES)
-def test_student_and_reader_editions_have_the_same_code_but_the_exercises(colab_editions, page):
-    """Why one run covers both editions: cell for cell, the reader's code is the student's,
-    except the cells the student edition turns into stubs, whose reader version is the
-    solution (folded under its form title)."""
-    reader, student = (nbformat.read(colab_editions / e / f"{page}.ipynb", as_version=4)
-                       for e in ("reader", "student"))
-    reader_code = [c for c in reader.cells if c.cell_type == "code"]
-    student_code = [c for c in student.cells if c.cell_type == "code"]
-    assert len(reader_code) == len(student_code)
-    stubs = [(r, s) for r, s in zip(reader_code, student_code) if STUB_TAG in s.metadata.get("tags", [])]
-    assert stubs, "every chapter has an exercise"
-    for r, s in zip(reader_code, student_code):
-        if STUB_TAG in s.metadata.get("tags", []):
-            assert r.source != s.source and "NotImplementedError" not in r.source
-        else:
-            assert r.source == s.source
+def _reader_run(colab: ColabLike, editions: Path, page: str) -> dict:
+    """The reader edition of ``page``, top to bottom in a fresh Colab-like kernel."""
+    folder, nb = _copy_alone(colab, editions / "reader" / f"{page}.ipynb", f"reader-{page}")
+    start = time.perf_counter()
+    colab.execute(nb, folder)
+    colab.times["pages"].setdefault(page, {})["reader_s"] = round(time.perf_counter() - start, 1)
+    return {"folder": folder, "nb": nb}
 
 
-@pytest.mark.parametrize("page", STUDENT_PAGES)
-def test_student_edition_fails_only_in_the_exercises_and_the_solutions_pass(colab, colab_editions, page):
-    """The student edition, top to bottom in a fresh Colab-like kernel: only the bare stubs
-    raise, and each check says "not done yet". After each check, the same kernel runs the reader
-    edition's solutions of that exercise and the check again, which must now pass (the solutions
-    of exercises without a checker run at the end, without error): one run tests
-    the student's notebook and the reader's solutions, in the runtime they are opened in (the
-    other cells of the reader edition are the student's, see the test above)."""
+def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
+    """The student edition of ``page`` in a fresh Colab-like kernel, the reader's solutions run
+    after each exercise's check (see the test below); fails at the first thing that is wrong."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    colab.install_package(_setup_source(colab_editions))
-    folder, nb = _copy_alone(colab, colab_editions / "student" / f"{page}.ipynb", f"student-{page}")
-    reader = nbformat.read(colab_editions / "reader" / f"{page}.ipynb", as_version=4)
+    folder, nb = _copy_alone(colab, editions / "student" / f"{page}.ipynb", f"student-{page}")
+    reader = nbformat.read(editions / "reader" / f"{page}.ipynb", as_version=4)
     # Code cells line up one to one (the test above); markdown cells may differ in number.
     student_at = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     reader_code = [c for c in reader.cells if c.cell_type == "code"]
@@ -484,6 +474,98 @@ def test_student_edition_fails_only_in_the_exercises_and_the_solutions_pass(cola
             client.execute_cell(solution, at)
             assert not [o for o in solution.outputs if o.output_type == "error"], solution.source
     colab.times["pages"].setdefault(page, {})["student_s"] = round(time.perf_counter() - start, 1)
+    return {"folder": folder, "nb": nb, "stubs": stubs, "checks": checks}
+
+
+def _expected_seconds(page: str) -> float:
+    """The page's recorded run time (mnist_lessons/tools/run_times.json), to start the longest
+    pages first; 0 when none is recorded."""
+    from mnist_lessons.tools.run_times import RUN_TIMES_FILE, load_run_times
+
+    try:
+        return float(load_run_times(RUN_TIMES_FILE)["cpu"]["pages"][page]["first"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return 0.0
+
+
+@pytest.fixture(scope="module")
+def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
+    """Every page run once in the Colab-like runtime, ``colab.jobs`` pages at a time (each in
+    its own kernel and folder), the longest first. A run that fails keeps its exception, and
+    that page's test raises it."""
+    colab.install_package(_setup_source(colab_editions))
+    # The models the book build trained (the build ran before: executed_book), in the course
+    # cache of the calling environment: same code, settings, data and library versions as the
+    # Colab-like runtime, so the same files its pages would write when they train.
+    built = settings().cache_dir / "models"
+    colab.models = colab.root / "models-from-the-build"
+    colab.models.mkdir()
+    for model in sorted(built.glob("article_cnn-*.npz")) if built.is_dir() else []:
+        _link_or_copy(model, colab.models / model.name)
+    colab.times["models_from_the_build"] = len(list(colab.models.iterdir()))
+    jobs = [(page, _reader_run) for page in READER_ONLY_PAGES] + \
+           [(page, _student_run) for page in STUDENT_PAGES]
+    jobs.sort(key=lambda job: -_expected_seconds(job[0]))
+
+    def run(job) -> tuple[str, dict]:
+        page, how = job
+        try:
+            return page, how(colab, colab_editions, page)
+        except BaseException as failure:  # noqa: BLE001 - re-raised by the page's test
+            return page, {"failure": failure}
+
+    with ThreadPoolExecutor(colab.jobs) as pool:
+        return dict(pool.map(run, jobs))
+
+
+def _result(page_runs: dict, page: str) -> dict:
+    result = page_runs[page]
+    if "failure" in result:
+        raise result["failure"]
+    return result
+
+
+@pytest.mark.parametrize("page", READER_ONLY_PAGES)
+def test_reader_edition_runs_top_to_bottom_in_a_fresh_colab_runtime(colab, page_runs, page):
+    run = _result(page_runs, page)
+    folder, nb = run["folder"], run["nb"]
     code = [c for c in nb.cells if c.cell_type == "code"]
+    assert f"@{colab.commit}" in code[0].source, "the set-up cell installs the built commit"
     assert code[0].outputs == [], "the set-up cell is quiet"
-    assert stubs and checks, "every chapter has an exercise stub and a check"
+    errors = [(c.source[:80], o.ename, o.evalue) for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    if any("load_mnist" in c.source for c in code):
+        assert (folder / "cache" / "mnist.npz").exists(), "MNIST fetched into the page's own cache"
+
+
+@pytest.mark.parametrize("page", STUDENT_PAGES)
+def test_student_and_reader_editions_have_the_same_code_but_the_exercises(colab_editions, page):
+    """Why one run covers both editions: cell for cell, the reader's code is the student's,
+    except the cells the student edition turns into stubs, whose reader version is the
+    solution (folded under its form title)."""
+    reader, student = (nbformat.read(colab_editions / e / f"{page}.ipynb", as_version=4)
+                       for e in ("reader", "student"))
+    reader_code = [c for c in reader.cells if c.cell_type == "code"]
+    student_code = [c for c in student.cells if c.cell_type == "code"]
+    assert len(reader_code) == len(student_code)
+    stubs = [(r, s) for r, s in zip(reader_code, student_code) if STUB_TAG in s.metadata.get("tags", [])]
+    assert stubs, "every chapter has an exercise"
+    for r, s in zip(reader_code, student_code):
+        if STUB_TAG in s.metadata.get("tags", []):
+            assert r.source != s.source and "NotImplementedError" not in r.source
+        else:
+            assert r.source == s.source
+
+
+@pytest.mark.parametrize("page", STUDENT_PAGES)
+def test_student_edition_fails_only_in_the_exercises_and_the_solutions_pass(page_runs, page):
+    """The student edition, top to bottom in a fresh Colab-like kernel: only the bare stubs
+    raise, and each check says "not done yet". After each check, the same kernel runs the reader
+    edition's solutions of that exercise and the check again, which must now pass (the solutions
+    of exercises without a checker run at the end, without error): one run tests
+    the student's notebook and the reader's solutions, in the runtime they are opened in (the
+    other cells of the reader edition are the student's, see the test above)."""
+    run = _result(page_runs, page)
+    code = [c for c in run["nb"].cells if c.cell_type == "code"]
+    assert code[0].outputs == [], "the set-up cell is quiet"
+    assert run["stubs"] and run["checks"], "every chapter has an exercise stub and a check"

@@ -23,6 +23,7 @@ from mnist_lessons.tools.web_model import (MAX_ACCURACY_LOSS_POINTS, SHIPPED_BIT
                                            dequantise_per_unit, pack_int4, quantise_per_unit)
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.after_build  # reuses the build's export when this session builds
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,29 @@ def course_arrays() -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files if k.startswith(("weights/", "biases/"))}
 
 
+def _build_export(build: Path | None) -> Path | None:
+    """The export a book build made for the current course model and exporter (the build runs
+    the same command line and keeps its output under ``_build/.live_panel/<key>/``), if there
+    is one: in ``build`` (this session's), or in ``_build`` here."""
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        from live_panel import cache_key
+    finally:
+        sys.path.remove(str(ROOT / "book" / "_ext"))
+    for folder in filter(None, [build, ROOT / "_build"]):
+        live = folder / ".live_panel" / cache_key() / "live"
+        if (live / "model.json").is_file():
+            return live
+    return None
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """One export, by the command line the book build runs (about 30 s: three accuracies)."""
+def exported(tmp_path_factory, finished_build) -> Path:
+    """One export, by the command line the book build runs (about 30 s: three accuracies); the
+    build's own when the book was built for this course model and exporter."""
+    found = _build_export(finished_build)
+    if found is not None:
+        return found
     out = tmp_path_factory.mktemp("web") / "live"
     done = subprocess.run([sys.executable, "-m", "mnist_lessons.tools.web_model", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)

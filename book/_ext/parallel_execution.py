@@ -1,0 +1,108 @@
+"""Sphinx extension: execute the book's notebooks side by side, before Sphinx reads them.
+
+myst-nb executes a notebook when Sphinx reads its page, one page after the other. Most of a
+page's time is one busy core (starting a kernel, importing TensorFlow, drawing figures, the
+from-scratch NumPy code), so on a machine with several cores the pages can run side by side.
+
+When Sphinx is about to read pages (``env-before-read-docs``), this extension runs every
+``.ipynb`` page among them in a pool of worker processes (one per core, or
+``parallel_execution_jobs``; the longest pages first), each exactly as myst-nb runs one (jupyter-cache's
+``single_nb_execution``: the page's own folder as working directory, the configured timeout,
+errors not allowed), and stores the executed notebooks in the jupyter-cache that myst-nb's
+``cache`` mode then reads them from.
+
+- Nothing from an earlier build is reused: the cache is emptied first, so every page Sphinx
+  reads is executed by this build (the ``--all`` of ``make book`` reads every page), which is
+  what ``execute_notebooks: force`` would do, only side by side.
+- A page that fails here is not stored: myst-nb then executes it again itself and reports the
+  error with its traceback, as it always does (``-W`` fails the build).
+- Pages that train the same cached model may run at once; the model cache writes each file
+  atomically (``mnist_lessons.checkpoints``), so the worst case is training it twice.
+- Other pages (MyST Markdown notebooks) are left to myst-nb.
+
+It does nothing unless ``execute_notebooks`` is ``cache`` (``_config.yml``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _recorded_seconds(path: str) -> float:
+    """The page's recorded run time (``mnist_lessons/tools/run_times.json``), so that the
+    longest pages start first and the pool ends sooner; 0 for a page with none."""
+    try:
+        from mnist_lessons.tools.run_times import RUN_TIMES_FILE, load_run_times
+
+        return float(load_run_times(RUN_TIMES_FILE)["cpu"]["pages"][Path(path).stem]["first"])
+    except Exception:  # noqa: BLE001 - an order hint only
+        return 0.0
+
+
+def _execute(path: str, timeout: int | None, allow_errors: bool):
+    """Run one notebook as myst-nb would (in a worker process): (path, executed notebook or
+    None when it failed, seconds)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                                 allow_errors=allow_errors, meta_override=True)
+    return path, (nb if result.err is None else None), result.time
+
+
+def _execute_side_by_side(app, env, docnames) -> None:
+    config = env.mystnb_config  # myst-nb's own settings, its cache path resolved
+    if config.execution_mode != "cache" or config.execution_in_temp:
+        return
+    paths = [str(env.doc2path(name)) for name in docnames]
+    paths = sorted((p for p in paths if p.endswith(".ipynb")), key=lambda p: -_recorded_seconds(p))
+    if not paths:
+        return
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache_path = Path(config.execution_cache_path)
+    shutil.rmtree(cache_path, ignore_errors=True)  # every page is executed by this build
+    cache = get_cache(str(cache_path))
+    jobs = min(len(paths), app.config.parallel_execution_jobs or _cores())
+    logger.info(f"[parallel_execution] executing {len(paths)} notebooks, {jobs} at a time")
+    start = time.perf_counter()
+    # spawn, not fork: a forked copy of Sphinx's process is not what a kernel client expects
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_execute, p, config.execution_timeout,
+                               config.execution_allow_errors) for p in paths]
+        for future in as_completed(futures):
+            path, nb, seconds = future.result()
+            name = Path(path).name
+            if nb is None:
+                logger.info(f"[parallel_execution] {name} failed after {seconds:.1f} s: "
+                            "myst-nb runs it again and reports the error")
+                continue
+            cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
+                                        check_validity=False, overwrite=True)
+            logger.info(f"[parallel_execution] {name}: {seconds:.1f} s")
+    logger.info(f"[parallel_execution] {len(paths)} notebooks in "
+                f"{time.perf_counter() - start:.1f} s of wall time")
+
+
+def setup(app):
+    app.add_config_value("parallel_execution_jobs", 0, "env")  # 0: one per core
+    app.connect("env-before-read-docs", _execute_side_by_side)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
