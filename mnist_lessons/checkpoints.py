@@ -100,11 +100,47 @@ class TrainedModel:
     from_cache: bool
 
 
+#: Node fields that Pythons newer than 3.11 added (3.12: the type parameters of functions and
+#: classes, empty in code that has none); left out, so a fingerprint is the same under every
+#: supported Python (3.11 to 3.13), and a model shipped or cached under one is found under another.
+NEWER_AST_FIELDS = frozenset({"type_params"})
+
+
+def ast_text(node: Any) -> str:
+    """A syntax tree as text: ``ast.dump(node, annotate_fields=False)`` exactly as Python 3.11
+    writes it, under any Python from 3.11 on (fields in ``NEWER_AST_FIELDS`` left out).
+
+    ``ast.dump`` itself differs between versions (3.12 writes the new ``type_params`` of every
+    function, 3.13 leaves out empty fields), which would give the same code another
+    fingerprint under Colab's Python than under the one that trained the shipped model.
+    """
+    if isinstance(node, ast.AST):
+        cls, parts, named = type(node), [], False
+        for name in node._fields:
+            if name in NEWER_AST_FIELDS:
+                continue
+            try:
+                value = getattr(node, name)
+            except AttributeError:
+                named = True
+                continue
+            if value is None and getattr(cls, name, ...) is None:  # an optional field, unset
+                named = True
+                continue
+            text = ast_text(value)
+            parts.append(f"{name}={text}" if named else text)
+        return f"{cls.__name__}({', '.join(parts)})"
+    if isinstance(node, list):
+        return f"[{', '.join(ast_text(item) for item in node)}]"
+    return repr(node)
+
+
 def code_fingerprint(source: str) -> str:
     """What a piece of Python code *does*, as text: its syntax tree without docstrings.
 
     Comments and formatting are not in the tree and docstrings are removed, so editing prose
-    keeps the fingerprint, while any change to the code, however small, changes it.
+    keeps the fingerprint, while any change to the code, however small, changes it. The text is
+    the same under every supported Python (:func:`ast_text`).
     """
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -112,7 +148,7 @@ def code_fingerprint(source: str) -> str:
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    return ast_text(tree)
 
 
 @functools.lru_cache(maxsize=None)

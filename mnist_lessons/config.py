@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("full", "ci")
-# The CI profile trains every run for this many steps (about a third of an epoch): enough for
-# the curves to fall and the accuracy to pass 95%, in seconds instead of minutes.
-CI_TRAIN_STEPS = 150
+# The CI profile trains every run for this many steps (a seventh of an epoch): enough for the
+# loss to fall and the accuracy to pass 90%, in seconds instead of minutes. It checks that the
+# pages run, not what they measure (the published book trains with the full settings).
+CI_TRAIN_STEPS = 60
 # A learning-rate sweep trains one short run per rate: this many steps each, at this many rates
 # per optimizer (log-spaced), in the full and the CI profile.
 SWEEP_STEPS = {"full": 150, "ci": 25}

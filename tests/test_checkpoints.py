@@ -219,3 +219,61 @@ def test_a_smaller_step_budget_and_training_accuracy_get_their_own_file(model_ca
     assert again.from_cache and again.history.training_evaluations == small.history.training_evaluations
     with pytest.raises(ValueError, match="max_steps must be a positive integer or None"):
         trained_model(TINY, data=mnist, max_steps=0)
+
+
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")  # the Makefile's range; Colab runs 3.12
+
+
+def _pythons() -> dict[str, str]:
+    """Each supported Python found on this machine (on PATH or under pyenv), by version."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = {}
+    for version in SUPPORTED_PYTHONS:
+        for python in filter(None, [shutil.which(f"python{version}"),
+                                    *map(str, sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}")))]):
+            done = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                  capture_output=True, text=True)
+            if done.returncode == 0 and done.stdout.strip() == version:
+                found[version] = python
+                break
+    return found
+
+
+def test_the_training_code_has_the_shipped_models_fingerprint_under_every_supported_python():
+    """The oracle: the code fingerprint recorded when the course model was trained (Python
+    3.11). Each supported Python found here computes it from the training modules' source with
+    the package's own functions, run alone (standard library only): a Python whose syntax trees
+    print differently (3.12's type parameters) must still find the shipped model, or Colab
+    would train it again in every chapter."""
+    import ast
+    import inspect
+    import subprocess
+
+    recorded = checkpoints.course_model_record()["settings"]["code"]
+    tree = ast.parse(inspect.getsource(checkpoints))
+    wanted = {"NEWER_AST_FIELDS", "ast_text", "code_fingerprint"}
+    parts = [ast.get_source_segment(inspect.getsource(checkpoints), node) for node in tree.body
+             if getattr(node, "name", None) in wanted
+             or (isinstance(node, ast.Assign) and {getattr(t, "id", None) for t in node.targets} & wanted)]
+    assert len(parts) == 3
+    modules = [(m.__name__, inspect.getsourcefile(m)) for m in checkpoints.TRAINING_CODE]
+    script = "\n".join(["import ast, hashlib, json, sys", "from typing import Any", *parts,
+                        "digest = hashlib.sha256()",
+                        "for name, path in json.loads(sys.argv[1]):",
+                        "    digest.update(name.encode() + b'\\0')",
+                        "    digest.update(code_fingerprint(open(path).read()).encode() + b'\\0')",
+                        "print(digest.hexdigest()[:16])"])
+    pythons = _pythons()
+    if len(pythons) < 2:
+        pytest.skip(f"only {sorted(pythons)} of the supported Pythons {SUPPORTED_PYTHONS} found here")
+    for version, python in pythons.items():
+        done = subprocess.run([python, "-I", "-c", script, json.dumps(modules)], capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == recorded, f"Python {version}"
+    assert checkpoints.training_code_hash() == recorded

@@ -496,11 +496,12 @@ def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
     colab.install_package(_setup_source(colab_editions))
     # The models the book build trained (the build ran before: executed_book), in the course
     # cache of the calling environment: same code, settings, data and library versions as the
-    # Colab-like runtime, so the same files its pages would write when they train.
+    # Colab-like runtime, so the same files its pages would write when they train (the
+    # trained models, .npz, and the learning-rate sweeps' results, .json).
     built = settings().cache_dir / "models"
     colab.models = colab.root / "models-from-the-build"
     colab.models.mkdir()
-    for model in sorted(built.glob("article_cnn-*.npz")) if built.is_dir() else []:
+    for model in sorted(built.glob("article_cnn-*.*")) if built.is_dir() else []:  # .npz, .json
         _link_or_copy(model, colab.models / model.name)
     colab.times["models_from_the_build"] = len(list(colab.models.iterdir()))
     jobs = [(page, _reader_run) for page in READER_ONLY_PAGES] + \
@@ -519,9 +520,13 @@ def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
 
 
 def _result(page_runs: dict, page: str) -> dict:
+    """The page's run; fails with the run's own failure, or when the page could not use the
+    course model shipped with the package (on Colab it would then train it, for minutes)."""
     result = page_runs[page]
     if "failure" in result:
         raise result["failure"]
+    printed = "".join(_text(c) for c in result["nb"].cells if c.cell_type == "code")
+    assert "shipped course model could not be used" not in printed, page
     return result
 
 

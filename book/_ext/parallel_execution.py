@@ -19,6 +19,8 @@ errors not allowed), and stores the executed notebooks in the jupyter-cache that
 - Pages that train the same cached model may run at once; the model cache writes each file
   atomically (``mnist_lessons.checkpoints``), so the worst case is training it twice.
 - Other pages (MyST Markdown notebooks) are left to myst-nb.
+- Each executed notebook is also written to ``jupyter_execute/``, as ``force`` mode writes it
+  (myst-nb 1.4's ``cache`` mode writes the notebook there without its outputs).
 
 It does nothing unless ``execute_notebooks`` is ``cache`` (``_config.yml``).
 """
@@ -97,12 +99,33 @@ def _execute_side_by_side(app, env, docnames) -> None:
                 continue
             cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
                                         check_validity=False, overwrite=True)
+            app.parallel_executed[env.path2doc(path)] = nb
             logger.info(f"[parallel_execution] {name}: {seconds:.1f} s")
     logger.info(f"[parallel_execution] {len(paths)} notebooks in "
                 f"{time.perf_counter() - start:.1f} s of wall time")
 
 
+def _write_the_executed_notebook(app, doctree) -> None:
+    """Write the page's executed notebook to ``jupyter_execute/`` (what the download button
+    serves and the editions are made from). myst-nb 1.4 in ``cache`` mode writes the notebook
+    as read, without its outputs; in ``force`` mode it writes the executed one, as this does."""
+    import nbformat
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    nb = app.parallel_executed.pop(app.env.docname, None)
+    if nb is None:
+        return
+    for cell in nb.cells:  # what rendering does to the notebook force mode writes: glue
+        if cell.cell_type == "code":  # outputs leave the cell (they are in <page>.glue.json)
+            extract_glue_data_cell(cell)
+    target = Path(app.env.mystnb_config.output_folder, *app.env.docname.split("/")).with_suffix(".ipynb")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(nbformat.writes(nb), encoding="utf8")
+
+
 def setup(app):
+    app.parallel_executed = {}  # docname -> the notebook executed here, until written
     app.add_config_value("parallel_execution_jobs", 0, "env")  # 0: one per core
     app.connect("env-before-read-docs", _execute_side_by_side)
+    app.connect("doctree-read", _write_the_executed_notebook)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
