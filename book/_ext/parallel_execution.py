@@ -60,12 +60,21 @@ def _recorded_seconds(path: str) -> float:
 def _execute(path: str, timeout: int | None, allow_errors: bool):
     """Run one notebook as myst-nb would (in a worker process): (path, executed notebook or
     None when it failed, seconds)."""
+    import tempfile
+
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
+    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
-                                 allow_errors=allow_errors, meta_override=True)
+    # The kernel talks to its client over Unix sockets in a folder of its own, not TCP ports:
+    # processes that start kernels at the same moment (the other workers, a test run beside
+    # the build) can pick the same free port, and a kernel then waits for a client that never
+    # hears it (seen: a build that hung).
+    with tempfile.TemporaryDirectory(prefix="mnist-lessons-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets, "kernel"))}})
+        result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                                     allow_errors=allow_errors, meta_override=True, config=config)
     return path, (nb if result.err is None else None), result.time
 
 
