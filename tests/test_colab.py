@@ -292,14 +292,14 @@ def _write_times(times: dict, config) -> None:
     if not times.get("pages"):
         return
     times["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    order = {page: i for i, page in enumerate(READER_PAGES)}  # the book's order, not the run's
+    times["pages"] = dict(sorted(times["pages"].items(), key=lambda item: order.get(item[0], len(order))))
     TIMES.parent.mkdir(parents=True, exist_ok=True)
     TIMES.write_text(json.dumps(times, indent=2) + "\n")
     lines = [f"Colab-like run times ({times['machine']}; Python {times['python']}, TensorFlow "
              f"{times['tensorflow']}, CI profile; load average {times['load_average_at_start'][0]} at "
              f"start, {times['load_average_at_end'][0]} at end):",
              f"{'page':40s} {'reader':>8s} {'student':>8s}"]
-    order = {page: i for i, page in enumerate(READER_PAGES)}
-    times["pages"] = dict(sorted(times["pages"].items(), key=lambda item: order.get(item[0], len(order))))
     for page, row in times["pages"].items():
         cells = [f"{row[k]:7.1f}s" if k in row else f"{'-':>8s}" for k in ("reader_s", "student_s")]
         lines.append(f"{page:40s} {cells[0]} {cells[1]}")
