@@ -177,3 +177,18 @@ def test_setup_cell_explains_a_failed_install(monkeypatch):
     with pytest.raises(RuntimeError, match="connected to the internet") as err:
         _run_setup_cell_as_in_colab(monkeypatch, package_installed=False, pip_fails=True)
     assert "ERROR: no network" in str(err.value)  # pip's own reason, at the end
+
+
+def test_pages_that_wait_for_others_in_the_build_name_pages_of_the_book():
+    """book/_ext/parallel_execution.py starts a page named in ``parallel_execution_after`` only
+    when the pages it names are done; a misspelt name would silently wait for nothing."""
+    after = CONFIG["sphinx"]["config"]["parallel_execution_after"]
+    pages = {p.with_suffix("").relative_to(ROOT).as_posix() for p in (ROOT / "book").glob("*.ipynb")}
+    assert after and set(after) <= pages
+    for page, before in after.items():
+        assert before and set(before) <= pages - {page}, page
+    # what it is there for: the errata page loads the models chapter 10's ablation trains
+    errata = (ROOT / "book" / "article_errata.ipynb").read_text()
+    ch10 = (ROOT / "book" / "ch10_training_with_adam.ipynb").read_text()
+    for setup in ("ARTICLE_SETUP, dropout_at_inference=True", "CORRECTED_SETUP"):
+        assert f"trained_model({setup}" in errata and f"trained_model({setup}" in ch10

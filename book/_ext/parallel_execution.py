@@ -16,8 +16,10 @@ errors not allowed), and stores the executed notebooks in the jupyter-cache that
   what ``execute_notebooks: force`` would do, only side by side.
 - A page that fails here is not stored: myst-nb then executes it again itself and reports the
   error with its traceback, as it always does (``-W`` fails the build).
-- Pages that train the same cached model may run at once; the model cache writes each file
-  atomically (``mnist_lessons.checkpoints``), so the worst case is training it twice.
+- A page that loads models another page trains waits for that page
+  (``parallel_execution_after`` in ``_config.yml``), so each model is trained once. Were two
+  such pages to run at once, the model cache writes each file atomically
+  (``mnist_lessons.checkpoints``): the worst case is training a model twice.
 - Other pages (MyST Markdown notebooks) are left to myst-nb.
 - Each executed notebook is also written to ``jupyter_execute/``, as ``force`` mode writes it
   (myst-nb 1.4's ``cache`` mode writes the notebook there without its outputs).
@@ -30,7 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -93,23 +95,36 @@ def _execute_side_by_side(app, env, docnames) -> None:
     shutil.rmtree(cache_path, ignore_errors=True)  # every page is executed by this build
     cache = get_cache(str(cache_path))
     jobs = min(len(paths), app.config.parallel_execution_jobs or _cores())
+    # A page named in parallel_execution_after waits for the pages it names (those among the
+    # pages to execute): it loads models they train, which would otherwise be trained twice.
+    names = {path: env.path2doc(path) for path in paths}
+    after = {path: {p for p in paths if names[p] in app.config.parallel_execution_after.get(names[path], ())}
+             for path in paths}
     logger.info(f"[parallel_execution] executing {len(paths)} notebooks, {jobs} at a time")
     start = time.perf_counter()
+    waiting, done, running = list(paths), set(), {}
     # spawn, not fork: a forked copy of Sphinx's process is not what a kernel client expects
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_execute, p, config.execution_timeout,
-                               config.execution_allow_errors) for p in paths]
-        for future in as_completed(futures):
-            path, nb, seconds = future.result()
-            name = Path(path).name
-            if nb is None:
-                logger.info(f"[parallel_execution] {name} failed after {seconds:.1f} s: "
-                            "myst-nb runs it again and reports the error")
-                continue
-            cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
-                                        check_validity=False, overwrite=True)
-            app.parallel_executed[env.path2doc(path)] = nb
-            logger.info(f"[parallel_execution] {name}: {seconds:.1f} s")
+        while waiting or running:
+            for path in [p for p in waiting if after[p] <= done][:jobs - len(running)]:
+                waiting.remove(path)
+                running[pool.submit(_execute, path, config.execution_timeout,
+                                    config.execution_allow_errors)] = path
+            if not running:  # only pages that wait for each other can be left waiting
+                raise RuntimeError(f"parallel_execution_after: {waiting} wait for each other")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done.add(running.pop(future))
+                path, nb, seconds = future.result()
+                name = Path(path).name
+                if nb is None:
+                    logger.info(f"[parallel_execution] {name} failed after {seconds:.1f} s: "
+                                "myst-nb runs it again and reports the error")
+                    continue
+                cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
+                                            check_validity=False, overwrite=True)
+                app.parallel_executed[names[path]] = nb
+                logger.info(f"[parallel_execution] {name}: {seconds:.1f} s")
     logger.info(f"[parallel_execution] {len(paths)} notebooks in "
                 f"{time.perf_counter() - start:.1f} s of wall time")
 
@@ -135,6 +150,7 @@ def _write_the_executed_notebook(app, doctree) -> None:
 def setup(app):
     app.parallel_executed = {}  # docname -> the notebook executed here, until written
     app.add_config_value("parallel_execution_jobs", 0, "env")  # 0: one per core
+    app.add_config_value("parallel_execution_after", {}, "env")  # docname -> [docnames]
     app.connect("env-before-read-docs", _execute_side_by_side)
     app.connect("doctree-read", _write_the_executed_notebook)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
