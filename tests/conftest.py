@@ -84,14 +84,16 @@ def pytest_collection_finish(session):
     jb = Path(sys.executable).with_name("jupyter-book")
     _BACKGROUND["process"] = subprocess.Popen(
         [str(jb), "build", str(_ROOT), "--all", "-W", "-n", "--keep-going"], cwd=_ROOT,
-        stdout=log, stderr=subprocess.STDOUT, text=True)
+        stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     _BACKGROUND["log"] = log
 
 
 def pytest_unconfigure(config):
     process = _BACKGROUND.get("process")
     if process is not None and process.poll() is None:  # the session ended early
-        process.terminate()
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)  # the build, its workers and their kernels
         process.wait(timeout=60)
 
 
