@@ -64,6 +64,7 @@ from packaging.utils import canonicalize_name
 
 from mnist_lessons.config import settings
 from mnist_lessons.tools.editions import EXTRA_PAGES, STUB_TAG
+from mnist_lessons.tools.run_times import recorded_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -477,17 +478,6 @@ def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
     return {"folder": folder, "nb": nb, "stubs": stubs, "checks": checks}
 
 
-def _expected_seconds(page: str) -> float:
-    """The page's recorded run time (mnist_lessons/tools/run_times.json), to start the longest
-    pages first; 0 when none is recorded."""
-    from mnist_lessons.tools.run_times import RUN_TIMES_FILE, load_run_times
-
-    try:
-        return float(load_run_times(RUN_TIMES_FILE)["cpu"]["pages"][page]["first"])
-    except (KeyError, TypeError, ValueError, OSError):
-        return 0.0
-
-
 @pytest.fixture(scope="module")
 def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
     """Every page run once in the Colab-like runtime, ``colab.jobs`` pages at a time (each in
@@ -506,7 +496,7 @@ def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
     colab.times["models_from_the_build"] = len(list(colab.models.iterdir()))
     jobs = [(page, _reader_run) for page in READER_ONLY_PAGES] + \
            [(page, _student_run) for page in STUDENT_PAGES]
-    jobs.sort(key=lambda job: -_expected_seconds(job[0]))
+    jobs.sort(key=lambda job: -recorded_seconds(job[0]))
 
     def run(job) -> tuple[str, dict]:
         page, how = job

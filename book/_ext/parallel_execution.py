@@ -48,17 +48,6 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _recorded_seconds(path: str) -> float:
-    """The page's recorded run time (``mnist_lessons/tools/run_times.json``), so that the
-    longest pages start first and the pool ends sooner; 0 for a page with none."""
-    try:
-        from mnist_lessons.tools.run_times import RUN_TIMES_FILE, load_run_times
-
-        return float(load_run_times(RUN_TIMES_FILE)["cpu"]["pages"][Path(path).stem]["first"])
-    except Exception:  # noqa: BLE001 - an order hint only
-        return 0.0
-
-
 def _execute(path: str, timeout: int | None, allow_errors: bool):
     """Run one notebook as myst-nb would (in a worker process): (path, executed notebook or
     None when it failed, seconds)."""
@@ -85,7 +74,10 @@ def _execute_side_by_side(app, env, docnames) -> None:
     if config.execution_mode != "cache" or config.execution_in_temp:
         return
     paths = [str(env.doc2path(name)) for name in docnames]
-    paths = sorted((p for p in paths if p.endswith(".ipynb")), key=lambda p: -_recorded_seconds(p))
+    from mnist_lessons.tools.run_times import recorded_seconds
+
+    # the longest pages first (their recorded run times), so that the pool ends sooner
+    paths = sorted((p for p in paths if p.endswith(".ipynb")), key=lambda p: -recorded_seconds(Path(p).stem))
     if not paths:
         return
     from jupyter_cache import get_cache

@@ -75,6 +75,15 @@ def load_run_times(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return record
 
 
+def recorded_seconds(page: str) -> float:
+    """The page's recorded CPU run time in a fresh runtime (``first``), or 0.0 when none is
+    recorded or the record cannot be read: an order hint for running the longest pages first."""
+    try:
+        return float(load_run_times()["cpu"]["pages"][page]["first"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
 def describe_run_time(page: str, times: dict[str, Any] | None = None) -> str:
     """One Markdown sentence per device kind saying how long ``page`` takes to run.
 
