@@ -99,7 +99,13 @@ def pytest_unconfigure(config):
         import signal
 
         os.killpg(process.pid, signal.SIGTERM)  # the build, its workers and their kernels
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=10)
+        finally:  # its worker processes were seen to outlive SIGTERM: no stragglers
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _wait_for_background_build() -> None:
