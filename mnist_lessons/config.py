@@ -23,7 +23,8 @@ from pathlib import Path
 
 PROFILES = ("full", "ci")
 # The CI profile trains every run for this many steps (a seventh of an epoch): enough for the
-# loss to fall and the accuracy to pass 90%, in seconds instead of minutes. It checks that the
+# loss to fall and the validation accuracy to pass 80% (measured at 60 steps: 93% with the
+# course settings, 96% with the corrected setup, 84% with the article's), in seconds. It checks that the
 # pages run, not what they measure (the published book trains with the full settings).
 CI_TRAIN_STEPS = 60
 # A learning-rate sweep trains one short run per rate: this many steps each, at this many rates
