@@ -32,6 +32,8 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
+from concurrent.futures import Future  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,9 @@ def _book_sources() -> list[Path]:
 #: run after all the others, while the build runs in the background (``pytest_collection_finish``).
 BUILD_FIXTURES = {"built_book", "executed_book"}
 _BACKGROUND: dict = {}  # the background build: its process and log file
+_BUILD_LOCK = threading.Lock()  # the build is awaited by the tests and by background work
+#: Background work of test modules (``AFTER_BUILD_IN_BACKGROUND``), by module name: Futures.
+_MODULE_WORK: dict[str, Future] = {}
 
 
 def _needs_build(item) -> bool:
@@ -68,19 +73,76 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(session, config, items):
     """The tests that need the book build go last (each group keeps its order), so that the
-    others run while the build runs in the background."""
-    items[:] = [i for i in items if not _needs_build(i)] + [i for i in items if _needs_build(i)]
+    others run while the build runs in the background; last of all the modules whose own
+    background work uses the build (``AFTER_BUILD_IN_BACKGROUND``), so that everything else
+    runs while it works."""
+    def group(item) -> int:
+        if not _needs_build(item):
+            return 0
+        return 2 if hasattr(getattr(item, "module", None), "AFTER_BUILD_IN_BACKGROUND") else 1
+
+    items.sort(key=group)  # a stable sort: each group keeps its order
 
 
 def pytest_collection_finish(session):
     """Start the book build (the README's book command) in the background now, if a selected
     test needs it and the build is out of date: the tests that do not need it run meanwhile, on
     the cores the build leaves idle (most of a page's time is one busy core)."""
-    if session.config.option.collectonly or os.environ.get("MNIST_LESSONS_BUILD"):
+    if session.config.option.collectonly:
         return
-    if not any(_needs_build(i) for i in session.items) or _build_is_current():
-        return
-    _start_build()
+    if not os.environ.get("MNIST_LESSONS_BUILD") and any(_needs_build(i) for i in session.items) \
+            and not _build_is_current():
+        _start_build()
+    _start_module_work(session)
+
+
+def _start_module_work(session) -> None:
+    """Start, each in a thread of its own, the background work of the selected test modules:
+    a module-level function ``AFTER_BUILD_IN_BACKGROUND(executed_book_when_built)``. It starts
+    now, at the beginning of the session, so that it can prepare what needs no book while the
+    build runs, then call ``executed_book_when_built()`` (which waits for the build) and use
+    the executed notebooks while the tests that need no book are still running, on the core
+    they leave idle. The module's tests get its result, or its exception, from the
+    ``module_work`` fixture."""
+    modules = {item.module for item in session.items if getattr(item, "module", None) is not None}
+    for module in sorted(modules, key=lambda m: m.__name__):
+        work = getattr(module, "AFTER_BUILD_IN_BACKGROUND", None)
+        if work is None or module.__name__ in _MODULE_WORK:
+            continue
+        future: Future = Future()
+
+        def run(work=work, future=future) -> None:
+            try:
+                future.set_result(work(_executed_book_when_built))
+            except BaseException as failure:  # noqa: BLE001 - raised again by module_work
+                future.set_exception(failure)
+
+        _MODULE_WORK[module.__name__] = future
+        threading.Thread(target=run, name=f"background work of {module.__name__}", daemon=True).start()
+
+
+def _executed_book_when_built() -> Path:
+    """The executed notebooks, once the book build this session started has finished (as the
+    ``executed_book`` fixture finds them); raises if the build failed (its test says why)."""
+    if os.environ.get("MNIST_LESSONS_EXECUTED"):
+        return Path(os.environ["MNIST_LESSONS_EXECUTED"])
+    if os.environ.get("MNIST_LESSONS_BUILD"):
+        return Path(os.environ["MNIST_LESSONS_BUILD"]) / "jupyter_execute" / "book"
+    _wait_for_background_build()
+    if "done" in _BACKGROUND and _BACKGROUND["done"][0] != 0:
+        raise RuntimeError("the book build failed (the build's own test shows its log)")
+    if not _build_is_current():
+        raise RuntimeError("no book build: run the tests that need the book with it")
+    return _ROOT / "_build" / "jupyter_execute" / "book"
+
+
+@pytest.fixture(scope="module")
+def module_work(request):
+    """The result of this module's ``AFTER_BUILD_IN_BACKGROUND``, once it has finished."""
+    future = _MODULE_WORK.get(request.module.__name__)
+    if future is None:
+        pytest.fail(f"{request.module.__name__} has no background work (AFTER_BUILD_IN_BACKGROUND)")
+    return future.result()
 
 
 def _start_build() -> None:
@@ -109,15 +171,16 @@ def pytest_unconfigure(config):
 
 
 def _wait_for_background_build() -> None:
-    process = _BACKGROUND.get("process")
-    if process is None or "done" in _BACKGROUND:
-        return
-    process.wait(timeout=3000)
-    log = _BACKGROUND["log"]
-    log.seek(0)
-    output = log.read()
-    log.close()
-    _BACKGROUND["done"] = (process.returncode, output)
+    with _BUILD_LOCK:
+        process = _BACKGROUND.get("process")
+        if process is None or "done" in _BACKGROUND:
+            return
+        process.wait(timeout=3000)
+        log = _BACKGROUND["log"]
+        log.seek(0)
+        output = log.read()
+        log.close()
+        _BACKGROUND["done"] = (process.returncode, output)
 
 
 @pytest.fixture(scope="session")

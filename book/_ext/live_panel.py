@@ -6,7 +6,8 @@ starts, this runs ``python -m mnist_lessons.tools.web_model --out DIR`` (int8 FC
 accuracies measured on the test set, a static figure) and puts ``DIR`` and ``book/_static`` on
 ``html_static_path``, so the files land in ``_build/html/_static/live/``.
 
-The export takes about half a minute (it measures three test accuracies), so it is cached under
+The export takes about half a minute (it measures three test accuracies), so it runs in a
+process of its own while the build goes on (the pages execute meanwhile), and it is cached under
 ``<build>/.live_panel/<key>/``, where the key is the SHA-256 of ``course_model.npz`` and of the
 exporter's source: a new course model or a changed exporter exports again, anything else reuses
 the files. An export that fails stops the build with the exporter's message.
@@ -25,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from sphinx.errors import ExtensionError
@@ -64,41 +66,86 @@ def cache_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def export(cache_root: Path) -> Path:
-    """The folder holding ``live/model.json`` etc. for the current course model, exported now
-    unless already in ``cache_root``."""
+_EXPORT: dict = {}  # the export under way: its process, log, partial and target folders
+
+
+def start_export(cache_root: Path) -> Path:
+    """Start exporting the current course model into ``cache_root/<key>`` unless it is already
+    there, in a process of its own, so that the build goes on meanwhile (the pages execute);
+    :func:`finish_export` waits for it. Returns the folder the export is (or will be) in."""
     target = cache_root / cache_key()
     if (target / "live" / "model.json").is_file():
         LOGGER.info(f"live panel: weights from the cache {target}")
         return target
     partial = cache_root / f".partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    LOGGER.info("live panel: exporting the course model for the browser (about 30 s)")
-    done = subprocess.run([sys.executable, "-m", "mnist_lessons.tools.web_model", "--out",
-                           str(partial / "live")], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
+    LOGGER.info("live panel: exporting the course model for the browser (about 30 s, while the "
+                "build goes on)")
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by finish_export
+    process = subprocess.Popen([sys.executable, "-m", "mnist_lessons.tools.web_model", "--out",
+                                str(partial / "live")], cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, text=True)
+    _EXPORT.update(process=process, log=log, partial=partial, target=target, root=cache_root)
+    return target
+
+
+def finish_export() -> None:
+    """Wait for the export :func:`start_export` started, if any, and put it in place (keeping
+    only the current one); an export that failed stops the build with its message."""
+    process = _EXPORT.pop("process", None)
+    if process is None:
+        return
+    process.wait()
+    log = _EXPORT["log"]
+    log.seek(0)
+    output = log.read()
+    log.close()
+    if process.returncode != 0:
         raise ExtensionError("live panel: python -m mnist_lessons.tools.web_model failed:\n"
-                             + (done.stdout + done.stderr)[-3000:])
+                             + output[-3000:])
+    target, partial = _EXPORT["target"], _EXPORT["partial"]
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    for old in cache_root.iterdir():  # keep only the current export
+    for old in _EXPORT["root"].iterdir():  # keep only the current export
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def export(cache_root: Path) -> Path:
+    """The folder holding ``live/model.json`` etc. for the current course model, exported now
+    unless already in ``cache_root``."""
+    target = start_export(cache_root)
+    finish_export()
     return target
 
 
 def _export_for_html(app) -> None:
     if app.builder.format != "html":
         return
-    folder = export(Path(app.outdir).parent / ".live_panel")
+    folder = start_export(Path(app.outdir).parent / ".live_panel")
     app.config.html_static_path = [*app.config.html_static_path, str(BOOK / "_static"), str(folder)]
-    app.env.live_panel_manifest = json.loads((folder / "live" / "model.json").read_text())
+    app.env.live_panel_folder = str(folder)
+
+
+def _manifest(app) -> dict | None:
+    """The export's manifest (model.json), once the export has finished; None without one."""
+    folder = getattr(app.env, "live_panel_folder", None)
+    if folder is None:
+        return None
+    finish_export()
+    return json.loads((Path(folder) / "live" / "model.json").read_text())
+
+
+def _export_done(app, env) -> None:
+    """The pages are read: the export must be in place before the static files are copied."""
+    if getattr(env, "live_panel_folder", None) is not None:
+        finish_export()
 
 
 def _quote_figures(app, docname: str, source: list[str]) -> None:
     if docname != PAGE:
         return
-    manifest = getattr(app.env, "live_panel_manifest", None)
+    manifest = _manifest(app)
     text = source[0]
     for name, figure in FIGURES.items():
         token = f"%%live:{name}%%"
@@ -121,6 +168,7 @@ def _always_reread_the_page(app, env, added, changed, removed):
 
 def setup(app):
     app.connect("builder-inited", _export_for_html)
+    app.connect("env-updated", _export_done)
     app.connect("env-get-outdated", _always_reread_the_page)
     app.connect("source-read", _quote_figures)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
