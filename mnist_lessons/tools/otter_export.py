@@ -151,9 +151,11 @@ def master_notebook(path: Path, book: Path) -> nbformat.NotebookNode:
 
 
 def export(out: Path, chapters: list[int] | None = None, book: Path = Path("book"),
-           run_otter: bool = True) -> list[Path]:
+           run_otter: bool = True, run_tests: bool = True) -> list[Path]:
     """Write the master notebooks and, with ``run_otter``, run ``otter assign`` on each; return
-    the chapter folders written."""
+    the chapter folders written. ``run_tests=False`` skips otter's check that the solution
+    passes its own tests (``otter assign --no-run-tests``): it runs the whole master notebook
+    once more, which ``otter run`` on a right answer also does."""
     available = _book_chapters(book)
     if not available:
         raise FileNotFoundError(f"no chapters (ch*.ipynb) in {book}: run this from the repository root "
@@ -171,7 +173,8 @@ def export(out: Path, chapters: list[int] | None = None, book: Path = Path("book
         nbformat.write(master_notebook(path, book), master)
         if run_otter:
             otter = Path(sys.executable).with_name("otter")
-            done = subprocess.run([str(otter), "assign", "--no-pdfs", master.name, "dist"], cwd=folder,
+            options = ["--no-pdfs"] + ([] if run_tests else ["--no-run-tests"])
+            done = subprocess.run([str(otter), "assign", *options, master.name, "dist"], cwd=folder,
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"otter assign failed on {master}:\n{(done.stdout + done.stderr)[-3000:]}")
@@ -185,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="otter", help="where to write (default: %(default)s)")
     parser.add_argument("--chapters", type=int, nargs="*", help="chapter numbers (default: all)")
     parser.add_argument("--book", default="book", help="the book's sources (default: %(default)s)")
+    parser.add_argument("--no-run-tests", action="store_true",
+                        help="skip otter's check that each solution passes its tests (faster)")
     args = parser.parse_args(argv)
     try:
-        written = export(Path(args.out), args.chapters, Path(args.book))
+        written = export(Path(args.out), args.chapters, Path(args.book), run_tests=not args.no_run_tests)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
