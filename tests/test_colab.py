@@ -46,6 +46,7 @@ at the end of the module; nothing asserts on it (speed targets belong in measure
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -194,8 +195,11 @@ class ColabLike:
         specs = KernelSpecManager(kernel_dirs=[str(self.root / "kernels")])
         km = KernelManager(kernel_name="colab-like", kernel_spec_manager=specs)
         env = {**self.env, "MNIST_LESSONS_CACHE": str(folder / "cache"), **(extra_env or {})}
-        NotebookClient(nb, km=km, timeout=1800, allow_errors=allow_errors,
-                       resources={"metadata": {"path": str(folder)}}).execute(env=env)
+        try:
+            NotebookClient(nb, km=km, timeout=1800, allow_errors=allow_errors,
+                           resources={"metadata": {"path": str(folder)}}).execute(env=env)
+        finally:  # nbclient leaves running a kernel whose manager it was given
+            _stop(km)
         return nb
 
     def package_installed(self) -> bool:
@@ -412,6 +416,20 @@ def _copy_alone(colab: ColabLike, notebook: Path, name: str, page: str) -> tuple
     return folder, nbformat.read(folder / notebook.name, as_version=4)
 
 
+def _stop(km) -> None:
+    """Shut the kernel down (nbclient does it only for the kernel managers it made itself)."""
+    if km.has_kernel:
+        km.shutdown_kernel(now=True)
+
+
+@contextlib.contextmanager
+def _stopped_after(km):
+    try:
+        yield
+    finally:
+        _stop(km)
+
+
 def _link_or_copy(source: Path, dest: Path) -> None:
     try:
         os.link(source, dest)
@@ -460,7 +478,7 @@ def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
     pending: list = []   # the reader's solutions of the exercise in progress
     stubs = checks = 0
     start = time.perf_counter()
-    with client.setup_kernel(env={**colab.env, "MNIST_LESSONS_CACHE": str(folder / "cache")}):
+    with _stopped_after(km), client.setup_kernel(env={**colab.env, "MNIST_LESSONS_CACHE": str(folder / "cache")}):
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
