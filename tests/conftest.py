@@ -53,7 +53,7 @@ def _book_sources() -> list[Path]:
 BUILD_FIXTURES = {"built_book", "executed_book"}
 _BACKGROUND: dict = {}  # the background build: its process and log file
 _BUILD_LOCK = threading.Lock()  # the build is awaited by the tests and by background work
-#: Background work of test modules (``AFTER_BUILD_IN_BACKGROUND``), by module name: Futures.
+#: Background work of test modules (``IN_BACKGROUND``), by module name: Futures.
 _MODULE_WORK: dict[str, Future] = {}
 
 
@@ -73,13 +73,12 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(session, config, items):
     """The tests that need the book build go last (each group keeps its order), so that the
-    others run while the build runs in the background; last of all the modules whose own
-    background work uses the build (``AFTER_BUILD_IN_BACKGROUND``), so that everything else
-    runs while it works."""
+    others run while the build runs in the background; and in each of the two groups, the
+    modules with background work of their own (``IN_BACKGROUND``) go last, so that everything
+    else runs while it works."""
     def group(item) -> int:
-        if not _needs_build(item):
-            return 0
-        return 2 if hasattr(getattr(item, "module", None), "AFTER_BUILD_IN_BACKGROUND") else 1
+        background = hasattr(getattr(item, "module", None), "IN_BACKGROUND")
+        return 2 * _needs_build(item) + background
 
     items.sort(key=group)  # a stable sort: each group keeps its order
 
@@ -98,15 +97,15 @@ def pytest_collection_finish(session):
 
 def _start_module_work(session) -> None:
     """Start, each in a thread of its own, the background work of the selected test modules:
-    a module-level function ``AFTER_BUILD_IN_BACKGROUND(executed_book_when_built)``. It starts
-    now, at the beginning of the session, so that it can prepare what needs no book while the
-    build runs, then call ``executed_book_when_built()`` (which waits for the build) and use
-    the executed notebooks while the tests that need no book are still running, on the core
-    they leave idle. The module's tests get its result, or its exception, from the
-    ``module_work`` fixture."""
+    a module-level function ``IN_BACKGROUND(executed_book_when_built)``. It starts now, at the
+    beginning of the session, and runs while the other tests run (its heavy work is in
+    subprocesses: kernels, sandboxes); work that needs the executed book calls
+    ``executed_book_when_built()``, which waits for the build, and prepares what needs no book
+    before that. The module's tests get its result, or its exception, from the ``module_work``
+    fixture; they run after the other tests of their group, when the work is likely done."""
     modules = {item.module for item in session.items if getattr(item, "module", None) is not None}
     for module in sorted(modules, key=lambda m: m.__name__):
-        work = getattr(module, "AFTER_BUILD_IN_BACKGROUND", None)
+        work = getattr(module, "IN_BACKGROUND", None)
         if work is None or module.__name__ in _MODULE_WORK:
             continue
         future: Future = Future()
@@ -138,10 +137,10 @@ def _executed_book_when_built() -> Path:
 
 @pytest.fixture(scope="module")
 def module_work(request):
-    """The result of this module's ``AFTER_BUILD_IN_BACKGROUND``, once it has finished."""
+    """The result of this module's ``IN_BACKGROUND``, once it has finished."""
     future = _MODULE_WORK.get(request.module.__name__)
     if future is None:
-        pytest.fail(f"{request.module.__name__} has no background work (AFTER_BUILD_IN_BACKGROUND)")
+        pytest.fail(f"{request.module.__name__} has no background work (IN_BACKGROUND)")
     return future.result()
 
 

@@ -11,7 +11,7 @@ reader edition is the student's code, cell for cell (checked without running it)
 without exercises (the errata and the complete code) run as the reader edition. No other test
 runs the pages again. The pages run side by side, one per core (each in its own kernel and
 folder), the longest first; each page's test then checks its run. The whole run happens in the
-background (``AFTER_BUILD_IN_BACKGROUND``, started by tests/conftest.py when the session
+background (``IN_BACKGROUND``, started by tests/conftest.py when the session
 begins): the runtime is prepared while the book builds, and the pages run as soon as the build
 has finished, while the tests that need no book go on.
 
@@ -210,18 +210,6 @@ class ColabLike:
                               capture_output=True, cwd=self.root)
         return done.returncode == 0
 
-    def install_package(self, setup_source: str) -> None:
-        """Install the package by running an edition's set-up cell once, in its own kernel, if
-        it is not installed (a set-up test may have removed it). Its time is recorded apart:
-        on Colab the install happens once per runtime, in whichever page runs first."""
-        if self.package_installed():
-            return
-        folder = self.fresh_folder(f"install-{len(self.times.get('installs_s', []))}")
-        start = time.perf_counter()
-        self.execute(_notebook(setup_source), folder)
-        self.times.setdefault("installs_s", []).append(round(time.perf_counter() - start, 1))
-        assert self.package_installed()
-
 
 def _prepare_colab(root: Path) -> ColabLike:
     """The Colab-like runtime in ``root``: the snapshot of the working tree, the virtual
@@ -357,10 +345,14 @@ def _text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs)
 
 
-def test_setup_cell_installs_the_built_commit_quietly_and_only_once(colab, colab_editions):
-    setup = _setup_source(colab_editions)
-    assert f"@{colab.commit}" in setup and "@main" not in setup
-    _run([str(colab.venv_python), "-m", "pip", "uninstall", "--yes", "--quiet", "mnist-lessons"])
+def _install_through_the_setup_cell(colab: ColabLike, editions: Path) -> nbformat.NotebookNode:
+    """The package's install in the fresh runtime, the way a page does it: the set-up cell
+    run in a kernel of its own (its time recorded apart: on Colab the install happens once per
+    runtime, in whichever page runs first), then what the test below checks: where the package
+    came from, and that running the set-up cell again does not call pip."""
+    assert not colab.package_installed(), "the fresh runtime already has the package"
+    setup = _setup_source(editions)
+    start = time.perf_counter()
     nb = colab.execute(_notebook(
         setup,
         "import importlib.metadata, json, sys, mnist_lessons\n"
@@ -373,6 +365,15 @@ def test_setup_cell_installs_the_built_commit_quietly_and_only_once(colab, colab
         "subprocess.run = no_pip",
         setup,
     ), colab.fresh_folder("setup"))
+    colab.times.setdefault("installs_s", []).append(round(time.perf_counter() - start, 1))
+    return nb
+
+
+def test_setup_cell_installs_the_built_commit_quietly_and_only_once(colab_run):
+    colab, nb = colab_run.colab, colab_run.install
+    setup = _setup_source(colab_run.editions)
+    assert f"@{colab.commit}" in setup and "@main" not in setup
+    assert [c.source for c in nb.cells][::3] == [setup, setup]
     first, check, _, again = nb.cells
     assert first.outputs == [] and again.outputs == [], "the set-up cell prints nothing"
     installed, direct_url = _text(check).split("\n", 1)
@@ -509,12 +510,12 @@ def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
     return {"folder": folder, "nb": nb, "stubs": stubs, "checks": checks}
 
 
-def _run_pages(colab: ColabLike, colab_editions: Path) -> dict[str, dict]:
+def _run_pages(colab: ColabLike, colab_editions: Path) -> tuple[nbformat.NotebookNode, dict[str, dict]]:
     """Every page run once in the Colab-like runtime, ``colab.jobs`` pages at a time (each in
     its own kernel and folder), the longest first. A run that fails keeps its exception, and
     that page's test raises it."""
-    colab.install_package(_setup_source(colab_editions))
-    # The models the book build trained (the build has finished: see AFTER_BUILD_IN_BACKGROUND), in the course
+    install = _install_through_the_setup_cell(colab, colab_editions)
+    # The models the book build trained (the build has finished: see IN_BACKGROUND), in the course
     # cache of the calling environment: same code, settings, data and library versions as the
     # Colab-like runtime, so the same files its pages would write when they train (the
     # trained models, .npz, and the learning-rate sweeps' results, .json).
@@ -540,17 +541,18 @@ def _run_pages(colab: ColabLike, colab_editions: Path) -> dict[str, dict]:
             return page, {"failure": failure}
 
     with ThreadPoolExecutor(colab.jobs) as pool:
-        return dict(pool.map(run, jobs))
+        return install, dict(pool.map(run, jobs))
 
 
 @dataclass
 class ColabRun:
     colab: ColabLike
     editions: Path
+    install: nbformat.NotebookNode  # the install through the set-up cell, then the checks
     pages: dict[str, dict]
 
 
-def AFTER_BUILD_IN_BACKGROUND(executed_book_when_built) -> ColabRun:  # noqa: N802 - conftest's hook
+def IN_BACKGROUND(executed_book_when_built) -> ColabRun:  # noqa: N802 - conftest's hook
     """The whole Colab-like run, started by tests/conftest.py in a thread when the session
     begins: the runtime is prepared while the book builds; once the build has finished, the
     editions are made and every page runs, while the tests that need no book go on (they
@@ -558,7 +560,7 @@ def AFTER_BUILD_IN_BACKGROUND(executed_book_when_built) -> ColabRun:  # noqa: N8
     colab = _prepare_colab(Path(tempfile.mkdtemp(prefix="colab-like-")))
     editions = _make_editions(colab, executed_book_when_built())
     colab.times["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return ColabRun(colab, editions, _run_pages(colab, editions))
+    return ColabRun(colab, editions, *_run_pages(colab, editions))
 
 
 @pytest.fixture(scope="module")
