@@ -16,7 +16,6 @@ import csv
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -285,10 +284,9 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def IN_BACKGROUND(executed_book_when_built) -> dict:  # noqa: N802 - tests/conftest.py's hook
-    """Make and grade the synthetic class in a thread while the other tests run (its kernels
-    are subprocesses); the fixture below waits for it. No book build needed."""
-    base = Path(tempfile.mkdtemp(prefix="graded-class-"))
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
     submissions, out, instructor = base / "submissions", base / "out", base / "instructor"
     instructor.mkdir()
     for chapter in (3, 7):
@@ -297,14 +295,7 @@ def IN_BACKGROUND(executed_book_when_built) -> dict:  # noqa: N802 - tests/conft
     make_class(submissions, instructor)
     before = _digest(submissions)
     rows = grade_class(submissions, out, LIMITS, jobs=2, log=lambda line: None)
-    return {"rows": rows, "out": out, "submissions": submissions, "before": before,
-            "instructor": instructor, "base": base}
-
-
-@pytest.fixture(scope="module")
-def graded_class(module_work):
-    yield module_work
-    shutil.rmtree(module_work["base"], ignore_errors=True)
+    return {"rows": rows, "out": out, "submissions": submissions, "before": before, "instructor": instructor}
 
 
 @NEEDS_BWRAP

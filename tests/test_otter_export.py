@@ -5,8 +5,7 @@ The export's master notebook is made from the book's chapter; ``otter assign`` (
 command) turns it into the student notebook and the autograder zip. Submissions are made from
 otter's student notebook, each graded by ``otter run`` (otter's command, in a subprocess) and
 by ``python -m mnist_lessons.tools.grade``: the two must agree on every verdict, and otter's
-failure message must carry the hint the book's grader wrote. The export and both gradings run
-in the background while the other tests run (``IN_BACKGROUND``, started by tests/conftest.py).
+failure message must carry the hint the book's grader wrote.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,50 +53,12 @@ def test_exporting_a_chapter_that_is_not_in_the_book_says_which_are(tmp_path):
         export(tmp_path, [42], ROOT / "book", run_otter=False)
 
 
-def IN_BACKGROUND(executed_book_when_built) -> dict:  # noqa: N802 - tests/conftest.py's hook
-    """Export chapter 7, make the submissions from otter's student notebook, and grade them
-    with ``otter run`` and with the book's grader, in a thread while the other tests run (the
-    work is in subprocesses); the tests below check the results. No book build needed."""
-    base = Path(tempfile.mkdtemp(prefix="otter-export-"))
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("otter")
     # Without otter assign's own run of the solution: otter run grades a right answer below.
-    (exported,) = export(base / "otter", [7], ROOT / "book", run_tests=False)
-    if shutil.which("bwrap") is None:  # the book's grader needs it (the test below says so)
-        return {"base": base, "exported": exported}
-    student = exported / "dist" / "student" / "ch07_pooling.ipynb"
-    zip_file = next((exported / "dist" / "autograder").glob("*.zip"))
-    submissions = base / "submissions"
-    for name, answer in ANSWERS.items():
-        nb = nbformat.read(student, as_version=4)
-        if answer is not None:
-            next(c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", [])).source = answer
-        (submissions / name).mkdir(parents=True)
-        nbformat.write(nb, submissions / name / "ch07_pooling.ipynb")
-
-    def otter_run(name: str) -> dict:
-        out = base / "otter-results" / name
-        out.mkdir(parents=True)
-        done = subprocess.run([str(OTTER), "run", "-a", str(zip_file), "-o", str(out), "--no-logo",
-                               str(submissions / name / "ch07_pooling.ipynb")],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-        return json.loads((out / "results.json").read_text())
-
-    with ThreadPoolExecutor(2) as pool:
-        by_otter = dict(zip(ANSWERS, pool.map(otter_run, ANSWERS)))
-    rows = grade_class(submissions, base / "book", Limits(notebook_s=120, exercise_s=60, call_s=5),
-                       log=lambda line: None)
-    return {"base": base, "exported": exported, "by_otter": by_otter, "rows": rows}
-
-
-@pytest.fixture(scope="module")
-def otter_work(module_work):
-    yield module_work
-    shutil.rmtree(module_work["base"], ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def exported(otter_work):
-    return otter_work["exported"]
+    (folder,) = export(out, [7], ROOT / "book", run_tests=False)
+    return folder
 
 
 def test_otter_assign_gives_the_book_s_stub_and_keeps_the_solution_out(exported):
@@ -113,10 +73,31 @@ def test_otter_assign_gives_the_book_s_stub_and_keeps_the_solution_out(exported)
 
 @pytest.mark.skipif(shutil.which("bwrap") is None and not os.environ.get("CI"),
                     reason="the book's grader needs bubblewrap (apt-get install bubblewrap)")
-def test_otter_run_and_the_book_s_grader_agree_on_every_submission(otter_work):
-    assert "rows" in otter_work, "bubblewrap is missing: the book's grader cannot run (apt-get install bubblewrap)"
-    by_otter, rows = otter_work["by_otter"], otter_work["rows"]
-    with open(otter_work["base"] / "book" / "gradebook.csv", newline="") as f:
+def test_otter_run_and_the_book_s_grader_agree_on_every_submission(exported, tmp_path):
+    student = exported / "dist" / "student" / "ch07_pooling.ipynb"
+    zip_file = next((exported / "dist" / "autograder").glob("*.zip"))
+    submissions = tmp_path / "submissions"
+    for name, answer in ANSWERS.items():
+        nb = nbformat.read(student, as_version=4)
+        if answer is not None:
+            next(c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", [])).source = answer
+        (submissions / name).mkdir(parents=True)
+        nbformat.write(nb, submissions / name / "ch07_pooling.ipynb")
+
+    def otter_run(name: str) -> dict:
+        out = tmp_path / "otter" / name
+        out.mkdir(parents=True)
+        done = subprocess.run([str(OTTER), "run", "-a", str(zip_file), "-o", str(out), "--no-logo",
+                               str(submissions / name / "ch07_pooling.ipynb")],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        return json.loads((out / "results.json").read_text())
+
+    with ThreadPoolExecutor(2) as pool:
+        by_otter = dict(zip(ANSWERS, pool.map(otter_run, ANSWERS)))
+    rows = grade_class(submissions, tmp_path / "book", Limits(notebook_s=120, exercise_s=60, call_s=5),
+                       log=lambda line: None)
+    with open(tmp_path / "book" / "gradebook.csv", newline="") as f:
         assert [dict(r) for r in csv.DictReader(f)] == rows
     book = {row["submission"]: row for row in rows}
     assert sorted(book) == sorted(ANSWERS)
