@@ -120,21 +120,6 @@ def _start_module_work(session) -> None:
         threading.Thread(target=run, name=f"background work of {module.__name__}", daemon=True).start()
 
 
-def _executed_book_when_built() -> Path:
-    """The executed notebooks, once the book build this session started has finished (as the
-    ``executed_book`` fixture finds them); raises if the build failed (its test says why)."""
-    if os.environ.get("MNIST_LESSONS_EXECUTED"):
-        return Path(os.environ["MNIST_LESSONS_EXECUTED"])
-    if os.environ.get("MNIST_LESSONS_BUILD"):
-        return Path(os.environ["MNIST_LESSONS_BUILD"]) / "jupyter_execute" / "book"
-    _wait_for_background_build()
-    if "done" in _BACKGROUND and _BACKGROUND["done"][0] != 0:
-        raise RuntimeError("the book build failed (the build's own test shows its log)")
-    if not _build_is_current():
-        raise RuntimeError("no book build: run the tests that need the book with it")
-    return _ROOT / "_build" / "jupyter_execute" / "book"
-
-
 @pytest.fixture(scope="module")
 def module_work(request):
     """The result of this module's ``IN_BACKGROUND``, once it has finished."""
@@ -182,6 +167,31 @@ def _wait_for_background_build() -> None:
         _BACKGROUND["done"] = (process.returncode, output)
 
 
+def _built_html() -> Path:
+    """`_build/html` once built (see the ``built_book`` fixture); fails with the build's log if
+    the build failed. Also called from background work's threads, hence the lock."""
+    given = os.environ.get("MNIST_LESSONS_BUILD")
+    if given:
+        return Path(given) / "html"
+    with _BUILD_LOCK:
+        if "process" not in _BACKGROUND and not _build_is_current():
+            _start_build()
+    _wait_for_background_build()
+    if "done" in _BACKGROUND:
+        returncode, output = _BACKGROUND["done"]
+        assert returncode == 0, output[-4000:]
+        assert "build succeeded" in output
+    return _ROOT / "_build" / "html"
+
+
+def _executed_book_when_built() -> Path:
+    """The notebooks the book build executed (see the ``executed_book`` fixture), once built."""
+    given = os.environ.get("MNIST_LESSONS_EXECUTED")
+    if given:
+        return Path(given)
+    return _built_html().parent / "jupyter_execute" / "book"
+
+
 @pytest.fixture(scope="session")
 def built_book() -> Path:
     """`_build/html`, built with the README's book command unless already up to date: by the
@@ -191,18 +201,7 @@ def built_book() -> Path:
     (e.g. `jupyter-book build . --path-output /tmp/jb` gives `/tmp/jb/_build`): its `html` and
     `jupyter_execute`, as they are; nothing is built.
     """
-    given = os.environ.get("MNIST_LESSONS_BUILD")
-    if given:
-        return Path(given) / "html"
-    html = _ROOT / "_build" / "html"
-    if "process" not in _BACKGROUND and not _build_is_current():
-        _start_build()
-    _wait_for_background_build()
-    if "done" in _BACKGROUND:
-        returncode, output = _BACKGROUND["done"]
-        assert returncode == 0, output[-4000:]
-        assert "build succeeded" in output
-    return html
+    return _built_html()
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +216,7 @@ def finished_build() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def executed_book(request) -> Path:
+def executed_book() -> Path:
     """The notebooks the book build executed (`_build/jupyter_execute/book`, with each page's
     `.glue.json`), building the book first if it is out of date (`built_book`).
 
@@ -225,11 +224,7 @@ def executed_book(request) -> Path:
     instead (e.g. `jupyter-book build . --path-output /tmp/jb` gives
     `/tmp/jb/_build/jupyter_execute/book`) and builds nothing.
     """
-    given = os.environ.get("MNIST_LESSONS_EXECUTED")
-    if given:
-        return Path(given)
-    html = request.getfixturevalue("built_book")
-    return html.parent / "jupyter_execute" / "book"
+    return _executed_book_when_built()
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ at the end of the module; nothing asserts on it (speed targets belong in measure
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import datetime as dt
@@ -510,11 +511,10 @@ def _student_run(colab: ColabLike, editions: Path, page: str) -> dict:
     return {"folder": folder, "nb": nb, "stubs": stubs, "checks": checks}
 
 
-def _run_pages(colab: ColabLike, colab_editions: Path) -> tuple[nbformat.NotebookNode, dict[str, dict]]:
+def _run_pages(colab: ColabLike, colab_editions: Path) -> dict[str, dict]:
     """Every page run once in the Colab-like runtime, ``colab.jobs`` pages at a time (each in
     its own kernel and folder), the longest first. A run that fails keeps its exception, and
     that page's test raises it."""
-    install = _install_through_the_setup_cell(colab, colab_editions)
     # The models the book build trained (the build has finished: see IN_BACKGROUND), in the course
     # cache of the calling environment: same code, settings, data and library versions as the
     # Colab-like runtime, so the same files its pages would write when they train (the
@@ -541,7 +541,7 @@ def _run_pages(colab: ColabLike, colab_editions: Path) -> tuple[nbformat.Noteboo
             return page, {"failure": failure}
 
     with ThreadPoolExecutor(colab.jobs) as pool:
-        return install, dict(pool.map(run, jobs))
+        return dict(pool.map(run, jobs))
 
 
 @dataclass
@@ -555,12 +555,16 @@ class ColabRun:
 def IN_BACKGROUND(executed_book_when_built) -> ColabRun:  # noqa: N802 - conftest's hook
     """The whole Colab-like run, started by tests/conftest.py in a thread when the session
     begins: the runtime is prepared while the book builds; once the build has finished, the
-    editions are made and every page runs, while the tests that need no book go on (they
-    leave a core idle most of the time). This module's tests then check the runs."""
-    colab = _prepare_colab(Path(tempfile.mkdtemp(prefix="colab-like-")))
+    editions are made, the package is installed through the set-up cell and every page runs,
+    while the tests that need no book go on. This module's tests then check the runs. Its
+    folder (a virtual environment with TensorFlow) is removed when the session ends."""
+    root = Path(tempfile.mkdtemp(prefix="colab-like-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    colab = _prepare_colab(root)
     editions = _make_editions(colab, executed_book_when_built())
     colab.times["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return ColabRun(colab, editions, *_run_pages(colab, editions))
+    install = _install_through_the_setup_cell(colab, editions)
+    return ColabRun(colab, editions, install, _run_pages(colab, editions))
 
 
 @pytest.fixture(scope="module")
@@ -572,7 +576,6 @@ def colab_run(module_work) -> ColabRun:
 def colab(colab_run, request) -> ColabLike:
     yield colab_run.colab
     _write_times(colab_run.colab.times, request.config)
-    shutil.rmtree(colab_run.colab.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -111,14 +111,6 @@ def finish_export() -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def export(cache_root: Path) -> Path:
-    """The folder holding ``live/model.json`` etc. for the current course model, exported now
-    unless already in ``cache_root``."""
-    target = start_export(cache_root)
-    finish_export()
-    return target
-
-
 def _export_for_html(app) -> None:
     if app.builder.format != "html":
         return
