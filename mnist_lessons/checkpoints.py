@@ -37,6 +37,8 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -387,21 +389,53 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
             return result
     run = run_settings(hp, optimizer, dropout_at_inference, cap, data, track_training)
     path = cache_path(run, cfg.cache_dir)
-    if path.exists() and not retrain:
-        try:
-            result = load_trained(path, run)
-        except ModelCacheError as miss:
-            print(f"the cached model could not be used ({miss.reason}): training it again")
-        else:
-            if verbose:
-                acc = result.history.final_test_accuracy
-                print(f"loaded the trained model from the cache (test accuracy {acc:.2%})")
-            return result
-    model = ArticleCNN(hp, dropout_at_inference=dropout_at_inference)
-    history = train(model, data, hp, optimizer=optimizer, max_steps=cap,
-                    track_training=track_training, verbose=verbose)
-    save_trained(model, history, run, path)
+    with only_one_trains(path, verbose):
+        if path.exists() and not retrain:
+            try:
+                result = load_trained(path, run)
+            except ModelCacheError as miss:
+                print(f"the cached model could not be used ({miss.reason}): training it again")
+            else:
+                if verbose:
+                    acc = result.history.final_test_accuracy
+                    print(f"loaded the trained model from the cache (test accuracy {acc:.2%})")
+                return result
+        model = ArticleCNN(hp, dropout_at_inference=dropout_at_inference)
+        history = train(model, data, hp, optimizer=optimizer, max_steps=cap,
+                        track_training=track_training, verbose=verbose)
+        save_trained(model, history, run, path)
     return TrainedModel(model, history, run, path, from_cache=False)
+
+
+@contextmanager
+def only_one_trains(path: Path, verbose: bool = True) -> Iterator[None]:
+    """Hold the cache entry ``path`` while it is looked up and, on a miss, trained and saved.
+
+    Two notebooks that ask for the same run at the same time (the book's pages are executed two
+    at a time; a student may open two chapters) would otherwise both train it. With this lock
+    the second one waits, saying so, and then loads what the first one saved. The lock is an
+    OS file lock on a hidden file beside the entry (``.article_cnn-<hash>.lock``): it is
+    released when the process holding it ends, even if it crashed. Where the OS has no such
+    lock (Windows), both train, and the last atomic write wins.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.stem}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if verbose:
+                print("another process is training this model: waiting for it, then loading it",
+                      flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass

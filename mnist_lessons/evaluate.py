@@ -21,6 +21,14 @@ def predict_logits(model: Any, images: Any, batch_size: int = 1000,
 
     ``training=True`` keeps dropout on, which is what the article's accuracy line did.
     """
+    return _in_batches(model, training, lambda x: model(x, training=training), images,
+                       batch_size, N_CLASSES)
+
+
+def _in_batches(model: Any, key: Any, forward: Any, images: Any, batch_size: int,
+                width: int) -> np.ndarray:
+    """``forward`` (images (n, ...) -> (n, width)) over ``images`` in batches of ``batch_size``,
+    compiled once per model and ``key`` (kept on the model), as one (N, width) float32 array."""
     import tensorflow as tf
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -29,12 +37,11 @@ def predict_logits(model: Any, images: Any, batch_size: int = 1000,
     images = check_images(images)
     images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
     cache = model.__dict__.setdefault("_forward_fns", {})
-    if training not in cache:  # one compiled forward pass per model and mode
-        cache[training] = tf.function(lambda x: model(x, training=training), reduce_retracing=True)
-    forward = cache[training]
-    out = [forward(tf.constant(images[i:i + batch_size])).numpy()
+    if key not in cache:  # one compiled forward pass per model and kind
+        cache[key] = tf.function(forward, reduce_retracing=True)
+    out = [cache[key](tf.constant(images[i:i + batch_size])).numpy()
            for i in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
 def accuracy(predicted: Any, labels: Any) -> float:
@@ -52,23 +59,59 @@ def accuracy_on_test_set(model: Any, data: MNIST, training: bool = False) -> flo
                     data.y_test)
 
 
+def fc_activations(model: Any, images: Any, batch_size: int = 1000) -> np.ndarray:
+    """The fully connected layer's outputs (N, 1024), after its ReLU and before dropout.
+
+    Everything the network computes up to there (both convolutions, both poolings, the big
+    dense layer) is the same on every call: dropout, right after, is its only random step.
+
+    Args:
+        model: an :class:`~mnist_lessons.model.ArticleCNN`.
+        images: uint8 0-255 or float 0-1, (N, 28, 28), (N, 784) or (N, 28, 28, 1).
+        batch_size: images per forward pass, a positive integer.
+    """
+    from .model import ArticleCNN
+
+    if not isinstance(model, ArticleCNN):
+        raise TypeError(f"fc_activations needs an ArticleCNN (the package's network), got "
+                        f"{type(model).__name__}")
+    return _in_batches(model, "fc", lambda x: model.stages(x)["fc"], images, batch_size,
+                       model.weights["out"].shape[0])
+
+
 def accuracy_with_dropout(model: Any, images: Any, labels: Any, rate: float,
                           repeats: int = 3) -> list[float]:
     """Accuracy when dropout of ``rate`` stays on at test time, measured ``repeats`` times.
 
     This is what the article's evaluation did (with rate 0.2), and what a word-for-word TF2 port
     of ``tf.nn.dropout(fc, keep_rate)`` does with rate 0.8, because TF2's second argument is the
-    rate *dropped*. Each call draws new dropout masks, so the results differ.
-    """
-    from .model import ArticleCNN
+    rate *dropped*. Each repeat draws new dropout masks, so the results differ.
 
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"rate is the share of units dropped, in [0, 1), got {rate}")
-    twin = ArticleCNN(model.hp.replace(keep_rate=1.0 - rate))
-    twin.set_weights(model.get_weights())
+    Dropout is the network's only random step, so the layers before it run once
+    (:func:`fc_activations`); each repeat then draws a new mask over those outputs, scales the
+    units kept by ``1 / (1 - rate)`` and applies the output layer. That gives the same numbers
+    as running the whole network again with dropout on, for the cost of the last layer.
+    """
+    import tensorflow as tf
+
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate is the share of units dropped, in [0, 1), got {rate!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     labels = check_labels(labels)
-    return [accuracy(predict_logits(twin, images, training=rate > 0).argmax(axis=1), labels)
-            for _ in range(repeats)]
+    fc = tf.constant(fc_activations(model, images))
+    if len(labels) != len(fc):
+        raise ValueError(f"need as many labels as images, got {len(labels)} and {len(fc)}")
+    w, b = model.weights["out"], model.biases["out"]
+
+    def once() -> float:
+        kept = tf.nn.dropout(fc, rate=float(rate)) if rate > 0 else fc
+        return accuracy(tf.argmax(tf.matmul(kept, w) + b, 1).numpy(), labels)
+
+    if rate == 0:  # no randomness left: every repeat is the same number
+        return [once()] * int(repeats)
+    return [once() for _ in range(int(repeats))]
 
 
 def confusion_matrix(labels: Any, predicted: Any, n_classes: int = N_CLASSES) -> np.ndarray:

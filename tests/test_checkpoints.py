@@ -296,3 +296,33 @@ def test_the_training_code_has_the_shipped_models_fingerprint_under_every_suppor
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == recorded, f"Python {version}"
     assert checkpoints.training_code_hash() == recorded
+
+
+@pytest.mark.slow
+def test_a_run_being_trained_elsewhere_is_waited_for_and_then_loaded(model_cache, trained_once, mnist, capsys):
+    """Two pages executed side by side asking for the same run: the second waits for the first
+    one's file instead of training the same run again. Here the test holds the entry, as a
+    process training it would, and saves the file while the other caller waits."""
+    import threading
+    import time
+
+    path = cache_path(trained_once.settings)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(got=trained_model(TINY, data=mnist)))
+    seen = ""
+    with checkpoints.only_one_trains(path, verbose=False):
+        worker.start()
+        deadline = time.monotonic() + 60
+        while "waiting for it" not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen += capsys.readouterr().out
+        assert "another process is training this model: waiting for it" in seen
+        assert worker.is_alive() and not path.exists()
+        shutil.copyfile(trained_once.path, path)  # what the other process saves when done
+    worker.join(60)
+    assert not worker.is_alive()
+    assert result["got"].from_cache, "loaded the other process's file, not trained again"
+    assert "loaded the trained model from the cache" in seen + capsys.readouterr().out
+    # The lock is a hidden file beside the entry, not one the book copies as a model.
+    assert (path.parent / f".{path.stem}.lock").exists()
+    assert not list(path.parent.glob("article_cnn-*.lock"))

@@ -344,3 +344,92 @@ def test_accuracy_with_dropout_left_on_is_lower_and_varies(short_run, mnist):
     assert np.mean(verbatim_port) < np.mean(article) < clean[0] + 0.005
     with pytest.raises(ValueError, match="share of units dropped"):
         accuracy_with_dropout(model, x, y, 1.0)
+
+
+@pytest.mark.slow
+def test_accuracy_with_dropout_runs_the_layers_before_dropout_once_with_the_same_result(short_run, mnist):
+    from mnist_lessons.evaluate import fc_activations
+
+    model, _, _ = short_run
+    x, y = mnist.x_test[:2000], mnist.y_test[:2000]
+    fc = fc_activations(model, x)
+    assert fc.shape == (2000, 1024) and fc.min() >= 0  # after the ReLU
+    # The output layer on those activations gives the whole network's logits (dropout off).
+    logits = fc @ model.weights["out"].numpy() + model.biases["out"].numpy()
+    np.testing.assert_allclose(logits, predict_logits(model, x), rtol=1e-4, atol=1e-4)
+    # Dropout at 0.5 on those activations measures what the whole network run again with
+    # dropout on measures (new masks each time, so the means, not the numbers, agree).
+    twin = ArticleCNN(model.hp.replace(keep_rate=0.5))
+    twin.set_weights(model.get_weights())
+    whole = [accuracy(predict_logits(twin, x, training=True).argmax(1), y) for _ in range(5)]
+    reused = accuracy_with_dropout(model, x, y, 0.5, repeats=5)
+    assert len(set(reused)) > 1
+    assert abs(np.mean(reused) - np.mean(whole)) < 0.01, (reused, whole)
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        accuracy_with_dropout(model, x, y, 0.2, repeats=0)
+    with pytest.raises(ValueError, match="as many labels as images"):
+        accuracy_with_dropout(model, x, y[:10], 0.2)
+    with pytest.raises(TypeError, match="needs an ArticleCNN"):
+        fc_activations(object(), x)
+
+
+def test_the_fused_adam_update_is_adams_update_by_hand():
+    """fused_adam_update against Adam written out in NumPy (float64) and against Keras's own
+    apply_gradients, on the same fixed gradients, with a cosine schedule: the weights, the
+    moments and the step counter."""
+    import keras
+    import tensorflow as tf
+
+    from mnist_lessons.train import can_fuse_adam, fused_adam_update
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 4)).astype(np.float32)
+    gradients = [rng.normal(scale=s, size=(3, 4)).astype(np.float32) for s in (1.0, 0.1, 0.01, 1.0, 3.0)]
+    schedule = dict(initial_learning_rate=1e-2, decay_steps=5, alpha=0.1)
+
+    fused_w = tf.Variable(start)
+    fused_opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(**schedule))
+    assert can_fuse_adam(fused_opt)
+    fused_opt.build([fused_w])
+    update = tf.function(lambda g: fused_adam_update(fused_opt, [g], [fused_w]))
+    keras_w = tf.Variable(start)
+    keras_opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(**schedule))
+    w, m, v = start.astype(np.float64), np.zeros((3, 4)), np.zeros((3, 4))
+    for t, g in enumerate(gradients, start=1):
+        update(tf.constant(g))
+        keras_opt.apply_gradients([(tf.constant(g), keras_w)])
+        # By hand: Kingma & Ba's Adam with Keras's epsilon placement, lr from the cosine.
+        lr = 1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * (t - 1) / 5)))
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g.astype(np.float64) ** 2
+        w = w - lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
+        np.testing.assert_allclose(fused_w.numpy(), w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fused_w.numpy(), keras_w.numpy(), rtol=1e-5, atol=1e-6)
+    assert int(fused_opt.iterations) == len(gradients)
+    np.testing.assert_allclose(fused_opt._momentums[0].numpy(), m, rtol=1e-5, atol=1e-7)
+    # 1 - b2 in float32 is 1 - 0.99900001 = 0.00099999: v is 1.3e-5 off float64's, in Keras too.
+    np.testing.assert_allclose(fused_opt._velocities[0].numpy(), v, rtol=3e-5, atol=1e-9)
+    # What it does not do is left to apply_gradients.
+    assert not can_fuse_adam(keras.optimizers.Adam(amsgrad=True))
+    assert not can_fuse_adam(keras.optimizers.Adam(clipnorm=1.0))
+    assert not can_fuse_adam(keras.optimizers.SGD())
+
+
+def test_the_training_step_updates_adam_with_one_fused_kernel_per_variable():
+    import keras
+    import tensorflow as tf
+
+    from mnist_lessons.train import make_train_step
+
+    hp = Hyperparameters(seed=0)
+    images, labels = tf.zeros([8, 28, 28, 1]), tf.zeros([8], tf.int32)
+
+    def op_types(optimizer):
+        step = make_train_step(ArticleCNN(hp), optimizer)
+        graph = step.get_concrete_function(images, labels, tf.constant(0, tf.int64)).graph
+        return [op.type for op in graph.get_operations()]
+
+    adam = op_types(make_optimizer("adam", hp, 10))
+    assert adam.count("ResourceApplyAdam") == 8  # 4 weights, 4 biases
+    assert "ResourceApplyAdam" not in op_types(keras.optimizers.Adam(amsgrad=True))
+    assert "ResourceApplyAdam" not in op_types(make_optimizer("sgd", hp, 10))

@@ -42,16 +42,29 @@ def test_the_pages_training_step_gives_the_weights_of_the_packages(mnist):
         np.testing.assert_array_equal(value, twin.get_weights()[name])
     package_step = make_train_step(twin, keras.optimizers.Adam(learning_rate=1e-3), "float32")
     split = validation_split(mnist)
+    start = twin.get_weights()
     for step, (images, labels) in enumerate(make_dataset(split.x_train, split.y_train, 128,
                                                          seed=0).take(4)):
         step = tf.constant(step, tf.int64)
         page_loss = page["train_step"](images, labels, step)
         package_loss, _ = package_step(images, labels, step)
         assert float(page_loss) == pytest.approx(float(package_loss), rel=1e-5)
+        if int(step) == 0:
+            # One step from the same weights on the same batch: the same update to float32
+            # rounding (the page applies Keras's apply_gradients, the package the fused
+            # kernel of the same formula).
+            for name, value in page["model"].get_weights().items():
+                np.testing.assert_allclose(value, twin.get_weights()[name], rtol=1e-5, atol=1e-7)
+    # After that, rounding-level differences in the weights change the next gradients a little,
+    # and Adam divides each gradient by its own running size, so for the few weights whose
+    # gradients are tiny the differences grow (to 2% of their movement, measured). Over each
+    # variable, after four steps, the two stay within 1% of how far the weights moved (0.15%
+    # at most, measured).
     moved = 0.0
     for name, value in page["model"].get_weights().items():
-        np.testing.assert_allclose(value, twin.get_weights()[name], rtol=1e-5, atol=1e-6)
-        moved = max(moved, float(np.abs(value - ArticleCNN().get_weights()[name]).max()))
+        movement = np.linalg.norm(value - start[name])
+        assert np.linalg.norm(value - twin.get_weights()[name]) < 0.01 * movement, name
+        moved = max(moved, float(np.abs(value - start[name]).max()))
     assert moved > 1e-3  # four Adam steps really moved the weights (about 4 x lr each)
 
 

@@ -1,6 +1,6 @@
 """Build the course model that ships with the package, and its record.
 
-    python -m mnist_lessons.tools.course_model        # about 3 minutes on a 2-core AMX CPU
+    python -m mnist_lessons.tools.course_model        # about 4 minutes on a 2-core AMX CPU
 
 trains the article's network with :data:`mnist_lessons.model.COURSE_DEFAULTS` on the full MNIST
 (always the full settings, whatever ``MNIST_LESSONS_PROFILE`` says): 55,000 training images, the
