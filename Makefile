@@ -51,13 +51,15 @@ $(BIN)/uv: requirements.txt | check-python
 	  -r $(VENV)/uv-requirement.txt
 	touch $(BIN)/uv
 
-# Make .venv exactly the lock (every package hash-checked; anything else removed), install the
+# Make .venv exactly the lock (every package hash-checked; anything else removed; compiled to
+# bytecode, as pip does by default and uv only when asked: without it, where
+# PYTHONDONTWRITEBYTECODE is set, every kernel compiles TensorFlow's Python again), install the
 # package on its own (`pip install -e .` without dependencies, from the lock's setuptools), check
 # the environment is consistent, and prepare the offline MNIST cache (fetch, verify, convert).
 # The browser tests drive Debian's Chromium: installed here when missing and we are root
 # (CI); elsewhere they are skipped with a message saying how to install it.
 $(STAMP): requirements.txt pyproject.toml $(BIN)/uv
-	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements.txt
+	$(UV) pip sync --quiet --python $(BIN)/python --compile-bytecode --require-hashes requirements.txt
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	$(BIN)/python -m mnist_lessons.data

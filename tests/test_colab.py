@@ -142,8 +142,11 @@ def _build_colab_venv(venv: Path, base_python: str) -> Path:
                                    if canonicalize_name(req.name) not in free))
     wanted = [f"{name}=={COLAB_VERSIONS[name]}" if name in COLAB_VERSIONS else pin
               for name, pin in zip(COLAB_PREINSTALLED, _pins(COLAB_PREINSTALLED))]
+    # Compiled to bytecode as Colab's own packages are (pip compiles at install; uv only when
+    # asked): otherwise, where PYTHONDONTWRITEBYTECODE is set, every kernel compiles
+    # TensorFlow's Python anew on import.
     _run([sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", str(python),
-          "--constraint", str(constraints), *wanted], timeout=1800)
+          "--compile-bytecode", "--constraint", str(constraints), *wanted], timeout=1800)
     return python
 
 
