@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -48,9 +50,22 @@ def test_dropout_only_in_training(mnist):
 
 
 @pytest.mark.slow
-def test_both_versions_learn_in_a_few_real_steps(mnist, capsys):
-    _, _, low_acc = cc.train_neural_network(mnist, hm_epochs=1, max_steps=60)
+def test_the_keras_version_learns_in_a_few_real_steps(mnist, capsys):
     _, keras_acc = cc.train_keras_network(mnist, max_steps=60)
-    out = capsys.readouterr().out
-    assert "Epoch 1 completed out of 1 loss:" in out and out.count("Accuracy:") == 2
-    assert low_acc > 0.85 and keras_acc > 0.85
+    assert capsys.readouterr().out.count("Accuracy:") == 1
+    assert keras_acc > 0.85
+
+
+def test_both_versions_on_the_page_learned_in_the_build(executed_book):
+    """The low-level version learns: the build ran the page's copy of it (60 steps in the CI
+    profile, a whole epoch in the full one), which tests/test_complete_code_page.py checks
+    trains exactly like the package's; its printed accuracies, and the Keras version's, are
+    read from the executed page."""
+    import nbformat
+
+    page = nbformat.read(executed_book / "complete_code.ipynb", as_version=4)
+    printed = "".join(out.get("text", "") for cell in page.cells if cell.cell_type == "code"
+                      for out in cell.get("outputs", []) if out.get("name") == "stdout")
+    assert "Epoch 1 completed out of 1 loss:" in printed
+    accuracies = [float(v) for v in re.findall(r"^Accuracy: ([0-9.]+)$", printed, re.M)]
+    assert len(accuracies) == 2 and min(accuracies) > 0.85, accuracies
