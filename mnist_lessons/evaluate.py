@@ -89,8 +89,9 @@ def accuracy_with_dropout(model: Any, images: Any, labels: Any, rate: float,
 
     Dropout is the network's only random step, so the layers before it run once
     (:func:`fc_activations`); each repeat then draws a new mask over those outputs, scales the
-    units kept by ``1 / (1 - rate)`` and applies the output layer. That gives the same numbers
-    as running the whole network again with dropout on, for the cost of the last layer.
+    units kept by ``1 / (1 - rate)`` and applies the output layer. That is the same measurement
+    as running the whole network again with dropout on (other random masks, so other numbers,
+    from the same distribution), for the cost of the last layer.
     """
     import tensorflow as tf
 
