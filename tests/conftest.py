@@ -71,27 +71,98 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "after_build: run after the book build, to reuse what it made")
 
 
+def _group(item) -> int:
+    """0: needs no build; 1: needs no build, has background work; 2: needs the build; 3: needs
+    the build, has background work."""
+    background = hasattr(getattr(item, "module", None), "IN_BACKGROUND")
+    return 2 * _needs_build(item) + background
+
+
 def pytest_collection_modifyitems(session, config, items):
     """The tests that need the book build go last (each group keeps its order), so that the
     others run while the build runs in the background; and in each of the two groups, the
     modules with background work of their own (``IN_BACKGROUND``) go last, so that everything
-    else runs while it works."""
-    def group(item) -> int:
-        background = hasattr(getattr(item, "module", None), "IN_BACKGROUND")
-        return 2 * _needs_build(item) + background
+    else runs while it works. When this session builds the book, the order is then adjusted as
+    the tests run (``pytest_runtestloop``)."""
+    items.sort(key=_group)  # a stable sort: each group keeps its order
 
-    items.sort(key=group)  # a stable sort: each group keeps its order
+
+def _chunks(items: list) -> list[tuple[int, list]]:
+    """The items in runs of one file and one group, the units that ``pytest_runtestloop`` may
+    move (a module's fixtures are set up once per run)."""
+    chunks: list[tuple[tuple, list]] = []
+    for item in items:
+        key = (item.path, _group(item))
+        if chunks and chunks[-1][0] == key:
+            chunks[-1][1].append(item)
+        else:
+            chunks.append((key, [item]))
+    return [(key[1], run) for key, run in chunks]
+
+
+def _next_chunk(chunks: list[tuple[int, list]]) -> list:
+    """The run of tests to go next: in the collected order, except that once the background
+    build has finished, the tests that need it (group 2) go before the remaining others."""
+    if not chunks:
+        return []
+    at = 0
+    process = _BACKGROUND.get("process")
+    if process is not None and process.poll() is not None:
+        at = next((i for i, (group, _) in enumerate(chunks) if group == 2), 0)
+    return chunks.pop(at)[1]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """pytest's own loop, with one change when this session builds the book in the background:
+    as soon as the build has finished, the tests that need it run next (at the end of the file
+    in progress), and the tests that do not need it, left over, after them. Those are mostly
+    training on both cores, so the session ends with both cores busy, beside the Colab-like run,
+    instead of with the browser tests, which use about one."""
+    if session.testsfailed or session.config.option.collectonly or "process" not in _BACKGROUND:
+        return None  # pytest's own loop, in the collected order
+    chunks = _chunks(session.items)
+    current = _next_chunk(chunks)
+    while current:
+        following: list = []
+        for i, item in enumerate(current):
+            if i + 1 < len(current):
+                nextitem = current[i + 1]
+            else:
+                following = _next_chunk(chunks)
+                nextitem = following[0] if following else None
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+        current = following
+    return True
+
+
+def pytest_sessionstart(session):
+    """When pytest runs the whole test folder (the README's test command), start the book build
+    before collecting the tests (importing them takes seconds of one core); a selection that
+    turns out not to need the build stops it again (``pytest_collection_finish``)."""
+    config = session.config
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.option.collectonly \
+            and not os.environ.get("MNIST_LESSONS_BUILD") and not _build_is_current():
+        _start_build()
 
 
 def pytest_collection_finish(session):
     """Start the book build (the README's book command) in the background now, if a selected
-    test needs it and the build is out of date: the tests that do not need it run meanwhile, on
-    the cores the build leaves idle (most of a page's time is one busy core)."""
+    test needs it and the build is out of date (and it has not started yet): the tests that do
+    not need it run meanwhile, on the cores the build leaves idle (most of a page's time is one
+    busy core)."""
     if session.config.option.collectonly:
         return
-    if not os.environ.get("MNIST_LESSONS_BUILD") and any(_needs_build(i) for i in session.items) \
-            and not _build_is_current():
+    needed = not os.environ.get("MNIST_LESSONS_BUILD") and any(_needs_build(i) for i in session.items)
+    if needed and "process" not in _BACKGROUND and not _build_is_current():
         _start_build()
+    elif not needed and "process" in _BACKGROUND:
+        _stop_build()  # started before collection, for tests that were then deselected
+        _BACKGROUND.clear()
     _start_module_work(session)
 
 
@@ -140,8 +211,13 @@ def _start_build() -> None:
 
 
 def pytest_unconfigure(config):
+    _stop_build()
+
+
+def _stop_build() -> None:
+    """Stop the background build if it still runs (the session ended early)."""
     process = _BACKGROUND.get("process")
-    if process is not None and process.poll() is None:  # the session ended early
+    if process is not None and process.poll() is None:
         import signal
 
         os.killpg(process.pid, signal.SIGTERM)  # the build, its workers and their kernels

@@ -95,16 +95,34 @@ def _open(browser, url: str):
     return page, errors
 
 
+@pytest.fixture(scope="session")
+def seen():
+    """What Chromium showed of each page, by page name: each page is opened once and read for
+    every test below that looks at it (its errors, its images, its Colab links, its text)."""
+    return {}
+
+
+def _seen(seen: dict, browser, server: str, page_name: str) -> dict:
+    if page_name not in seen:
+        page, errors = _open(browser, f"{server}/{page_name}.html")
+        seen[page_name] = {
+            "errors": errors,
+            "images": page.eval_on_selector_all(
+                "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])"),
+            "colab": page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)"),
+            "text": page.locator("article").inner_text(),
+        }
+        page.close()
+    return seen[page_name]
+
+
 @pytest.mark.parametrize("page_name", PAGES)
-def test_every_page_loads_without_errors_and_its_figures_load(browser, server, built_book, page_name):
-    page, errors = _open(browser, f"{server}/{page_name}.html")
-    images = page.eval_on_selector_all(
-        "article img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])")
-    broken = [src for src, ok in images if not ok]
-    page.close()
-    assert not errors, errors
+def test_every_page_loads_without_errors_and_its_figures_load(browser, server, built_book, seen, page_name):
+    view = _seen(seen, browser, server, page_name)
+    broken = [src for src, ok in view["images"] if not ok]
+    assert not view["errors"], view["errors"]
     assert not broken, f"images that did not load: {broken}"
-    assert len(images) >= _figures_computed(built_book, page_name), "every figure the notebook made is on the page"
+    assert len(view["images"]) >= _figures_computed(built_book, page_name), "every figure the notebook made is on the page"
 
 
 def _figures_computed(built_book: Path, page_name: str) -> int:
@@ -117,12 +135,10 @@ def _figures_computed(built_book: Path, page_name: str) -> int:
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_colab_button_opens_this_chapters_notebook(browser, server, chapter):
+def test_colab_button_opens_this_chapters_notebook(browser, server, seen, chapter):
     """The button opens the reader edition of this chapter: the `colab` branch, where the Pages
     workflow publishes it at the chapter's own path (tests/test_publishing.py checks that)."""
-    page, _ = _open(browser, f"{server}/{chapter}.html")
-    hrefs = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
-    page.close()
+    hrefs = _seen(seen, browser, server, chapter)["colab"]
     owner_repo = "/".join(CONFIG["repository"]["url"].rstrip("/").split("/")[-2:])
     assert COLAB_BRANCH == "colab" != CONFIG["repository"]["branch"]
     expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{COLAB_BRANCH}/{chapter}.ipynb"
@@ -149,10 +165,8 @@ NOTEBOOK_PAGES = [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()]
 
 
 @pytest.mark.parametrize("page_name", NOTEBOOK_PAGES)
-def test_every_executed_page_tells_readers_how_long_it_takes_to_run(browser, server, page_name):
-    page, _ = _open(browser, f"{server}/{page_name}.html")
-    text = page.locator("article").inner_text()
-    page.close()
+def test_every_executed_page_tells_readers_how_long_it_takes_to_run(browser, server, seen, page_name):
+    text = _seen(seen, browser, server, page_name)["text"]
     statement = re.search(r"Time to run this page: about .*? on a CPU.*?On a GPU:", text, re.S)
     assert statement, "the run time is stated near the top"
     assert text.index("Time to run this page") < len(text) // 4

@@ -15,6 +15,7 @@ server. Oracles, independent of the page's JavaScript:
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import http.server
@@ -134,15 +135,29 @@ def _python_model(tensors: dict[str, np.ndarray]):
     return model
 
 
+def _page_logits(page, images: np.ndarray) -> np.ndarray:
+    """The page's forward pass (``window.mnistLive.forward``) on each image, shape (N, 10).
+
+    The images travel as the base64 of their float32 bytes (Playwright sends a list of 156,800
+    numbers slowly, a value at a time); the page decodes them into the same float32 values."""
+    b64 = base64.b64encode(np.ascontiguousarray(images, dtype="<f4").tobytes()).decode("ascii")
+    return np.array(page.evaluate("""b64 => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const all = new Float32Array(bytes.buffer), logits = [];
+        for (let i = 0; i < all.length; i += 784) {
+            logits.push(Array.from(window.mnistLive.forward(all.slice(i, i + 784)).logits));
+        }
+        return logits;
+    }""", b64))
+
+
 def _prediction(page) -> str:
     return page.locator("#ml-prediction").get_attribute("data-digit")
 
 
 def test_page_forward_pass_agrees_with_the_python_model_on_200_test_images(visit, mnist, shipped_web_weights):
     images = mnist.x_test[:200].astype(np.float32) / 255.0
-    js = np.array(visit.page.evaluate(
-        "xs => xs.map(x => window.mnistLive.forward(new Float32Array(x)).logits)",
-        images.reshape(200, 784).tolist()))
+    js = _page_logits(visit.page, images)
     python = _python_model(shipped_web_weights)(images).numpy()
     assert js.shape == (200, 10)
     np.testing.assert_array_equal(js.argmax(1), python.argmax(1))
@@ -160,9 +175,7 @@ def test_page_int4_logits_stay_within_the_measured_quantisation_change_of_float3
     model = ArticleCNN()
     model.set_weights(arrays)
     images = mnist.x_test[:200].astype(np.float32) / 255.0
-    js = np.array(visit.page.evaluate(
-        "xs => xs.map(x => window.mnistLive.forward(new Float32Array(x)).logits)",
-        images.reshape(200, 784).tolist()))
+    js = _page_logits(visit.page, images)
     change = np.abs(js - model(images).numpy()).max()
     assert 0 < change <= visit.manifest["max_logit_change"]["int4"] + 1e-3
 
@@ -240,10 +253,10 @@ def test_js_and_python_preprocessing_agree_pixel_for_pixel_on_20_drawings(visit)
         got = visit.page.evaluate("""strokes => {
             window.mnistLive.setStrokes(strokes);
             const d = window.mnistLive.canvasPixels();
-            return {pixels: Array.from(d.pixels), height: d.height, width: d.width,
+            return {pixels: Array.from(d.pixels).join(","), height: d.height, width: d.width,
                     js: Array.from(window.mnistLive.preprocess(d.pixels, d.height, d.width))};
-        }""", drawing)
-        pixels = np.array(got["pixels"]).reshape(got["height"], got["width"])
+        }""", drawing)  # the 78,400 pixels as one string: Playwright sends long lists slowly
+        pixels = np.array(got["pixels"].split(","), dtype=np.float64).reshape(got["height"], got["width"])
         assert pixels.max() == 255 and 0 < (pixels > 0).mean() < 0.9, "the drawing shows on the canvas"
         python = preprocess_digit(pixels)
         js = np.array(got["js"], dtype=np.float32).reshape(28, 28)
