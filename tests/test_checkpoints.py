@@ -24,6 +24,9 @@ from mnist_lessons.data import MNIST
 from mnist_lessons.model import Hyperparameters
 
 TINY = Hyperparameters(epochs=1, seed=5)
+#: The CI cap on steps in this module: what the cache does does not depend on how long a run
+#: trained, and each retraining's steps are then a small part of its time.
+CAP = 8
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +41,21 @@ def mnist(mnist):
 
 @pytest.fixture()
 def model_cache(tmp_path, monkeypatch):
-    """An empty cache folder and the CI profile, capped at 30 steps for speed."""
+    """An empty cache folder and the CI profile, capped at CAP steps for speed."""
     monkeypatch.setenv("MNIST_LESSONS_CACHE", str(tmp_path))
     monkeypatch.setenv("MNIST_LESSONS_PROFILE", "ci")
-    monkeypatch.setattr(config, "CI_TRAIN_STEPS", 30)
+    monkeypatch.setattr(config, "CI_TRAIN_STEPS", CAP)
     return tmp_path
 
 
 @pytest.fixture(scope="module")
 def trained_once(tmp_path_factory, mnist):
-    """TINY trained once (30 steps, CI profile) in a cache folder of its own."""
+    """TINY trained once (CAP steps, CI profile) in a cache folder of its own."""
     folder = tmp_path_factory.mktemp("trained_once")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MNIST_LESSONS_CACHE", str(folder))
         mp.setenv("MNIST_LESSONS_PROFILE", "ci")
-        mp.setattr(config, "CI_TRAIN_STEPS", 30)
+        mp.setattr(config, "CI_TRAIN_STEPS", CAP)
         return trained_model(TINY, data=mnist, verbose=False)
 
 
@@ -70,22 +73,22 @@ def cached(model_cache, trained_once):
 @pytest.mark.slow
 def test_first_call_trains_and_later_calls_load_the_same_model(cached, trained_once, mnist, capsys):
     assert not cached.from_cache and cached.path.exists()
-    assert len(cached.history.step_losses) == 30  # the CI cap, read from the settings
+    assert len(cached.history.step_losses) == CAP  # the CI cap, read from the settings
     again = trained_model(TINY, data=mnist)
     assert again.from_cache and again.path == cached.path
     assert "loaded the trained model from the cache" in capsys.readouterr().out
     x = mnist.x_test[:64].astype(np.float32) / 255
     np.testing.assert_array_equal(cached.model(x).numpy(), again.model(x).numpy())
     assert again.history.epochs == cached.history.epochs
-    assert again.settings == cached.settings == run_settings(TINY, max_steps=30, data=mnist)
+    assert again.settings == cached.settings == run_settings(TINY, max_steps=CAP, data=mnist)
     assert not list(trained_once.path.parent.glob("*.part"))
 
 
 @pytest.mark.slow
 def test_other_settings_get_another_file(cached, mnist):
-    other = run_settings(TINY.replace(seed=6), max_steps=30, data=mnist)
+    other = run_settings(TINY.replace(seed=6), max_steps=CAP, data=mnist)
     assert cache_path(other) != cached.path
-    assert cache_path(run_settings(TINY, optimizer="sgd", max_steps=30, data=mnist)) != cached.path
+    assert cache_path(run_settings(TINY, optimizer="sgd", max_steps=CAP, data=mnist)) != cached.path
     assert cache_path(run_settings(TINY, max_steps=None, data=mnist)) != cached.path  # CI vs full
 
 
@@ -229,7 +232,7 @@ def test_course_defaults_are_the_articles_network_and_batch():
 @pytest.mark.slow
 def test_a_cached_run_keeps_its_validation_curve_and_its_one_test_accuracy(cached, mnist):
     h = cached.history
-    assert [s for s, _, _ in h.evaluations] == [30]  # one evaluation, at the end of the cap
+    assert [s for s, _, _ in h.evaluations] == [CAP]  # one evaluation, at the end of the cap
     again = load_trained(cached.path)
     assert again.history.test_accuracy == h.test_accuracy is not None
     assert again.history.evaluations == h.evaluations
@@ -238,13 +241,13 @@ def test_a_cached_run_keeps_its_validation_curve_and_its_one_test_accuracy(cache
 
 @pytest.mark.slow
 def test_a_smaller_step_budget_and_training_accuracy_get_their_own_file(model_cache, mnist):
-    small = trained_model(TINY, data=mnist, max_steps=12, track_training=True, verbose=False)
-    assert len(small.history.step_losses) == 12  # below the CI cap of 30, so it applies
-    assert small.settings["max_steps"] == 12 and small.settings["track_training"] is True
-    assert [s for s, _ in small.history.training_evaluations] == [12]
-    capped = run_settings(TINY, max_steps=30, data=mnist)
+    small = trained_model(TINY, data=mnist, max_steps=3, track_training=True, verbose=False)
+    assert len(small.history.step_losses) == 3  # below the CI cap, so it applies
+    assert small.settings["max_steps"] == 3 and small.settings["track_training"] is True
+    assert [s for s, _ in small.history.training_evaluations] == [3]
+    capped = run_settings(TINY, max_steps=CAP, data=mnist)
     assert cache_path(capped) != small.path
-    again = trained_model(TINY, data=mnist, max_steps=12, track_training=True, verbose=False)
+    again = trained_model(TINY, data=mnist, max_steps=3, track_training=True, verbose=False)
     assert again.from_cache and again.history.training_evaluations == small.history.training_evaluations
     with pytest.raises(ValueError, match="max_steps must be a positive integer or None"):
         trained_model(TINY, data=mnist, max_steps=0)
