@@ -100,6 +100,7 @@ def _run(exercise: str, answer: Any, cases: list[tuple[str, Callable[[Any], None
             except _TimedOut:
                 verdict.results.append((name, False, f"took longer than {TIME_LIMIT_S:.0f} s; "
                                         "look for a loop that never ends or a very slow one"))
+                break  # the call still runs in its thread: another would only wait, and add one
             except NotImplementedError:
                 verdict.results.append((name, False, "not done yet: replace the "
                                         "`raise NotImplementedError` with your code"))
