@@ -28,17 +28,18 @@ from mnist_lessons.tools.otter_export import export, solution_with_markers
 ROOT = Path(__file__).resolve().parents[1]
 OTTER = Path(sys.executable).with_name("otter")
 
-ANSWERS = {  # chapter 7's exercise, four ways
+ANSWERS = {  # chapter 7's exercise, three ways
     "correct": '''def max_pool_2x2(m):
     return np.maximum(np.maximum(m[0::2, 0::2], m[1::2, 0::2]), np.maximum(m[0::2, 1::2], m[1::2, 1::2]))''',
     "average": '''def max_pool_2x2(m):
     h, w = m.shape
     return m.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))''',
     "stub": None,
-    "raises": '''def max_pool_2x2(m):
-    h, w = m.shape
-    return m.reshape(h / 2, 2, w / 2, 2).max(axis=(1, 3))''',
 }
+# One wrong answer is enough here: otter reports every failed check the same way (the checker's
+# verdict, its hint in an AssertionError), whatever the mistake was; an answer that raises, and
+# the other kinds of mistake, are graded in tests/test_grading.py. Each otter run executes the
+# whole chapter, TensorFlow included (about 14 s of CPU).
 
 
 def test_the_solution_gets_otter_markers_around_its_body_and_the_book_stub_after():
@@ -109,4 +110,4 @@ def test_otter_run_and_the_book_s_grader_agree_on_every_submission(exported, tmp
         if not otter_passed:
             assert f"AssertionError: {book[name]['hint']}" in test["output"], (name, test["output"])
         verdicts[name] = otter_passed
-    assert verdicts == {"correct": True, "average": False, "stub": False, "raises": False}
+    assert verdicts == {"correct": True, "average": False, "stub": False}
