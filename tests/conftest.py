@@ -241,6 +241,9 @@ def _wait_for_background_build() -> None:
         output = log.read()
         log.close()
         _BACKGROUND["done"] = (process.returncode, output)
+        # Kept for a look afterwards: among the rest, each page's execution time.
+        (_ROOT / "artifacts").mkdir(exist_ok=True)
+        (_ROOT / "artifacts" / "book_build.log").write_text(output)
 
 
 def _built_html() -> Path:
