@@ -170,7 +170,13 @@ def _snapshot_working_tree(dest: Path) -> str:
     _run(git + ["init", "--quiet", "--initial-branch", CONFIG["repository"]["branch"]], cwd=dest)
     _run(git + ["add", "--all"], cwd=dest)
     _run(git + ["commit", "--quiet", "--message", "snapshot of the working tree"], cwd=dest)
-    return _run(["git", "rev-parse", "HEAD"], cwd=dest).stdout.strip()
+    # Once (2026-11-27), on the project's CI machine, this call failed right after the commit,
+    # printing "ERROR: no network", and worked again in the next run: asked again, once.
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True)
+    if done.returncode != 0:
+        time.sleep(2)
+        return _run(["git", "rev-parse", "HEAD"], cwd=dest).stdout.strip()
+    return done.stdout.strip()
 
 
 @dataclass
