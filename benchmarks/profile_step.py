@@ -8,7 +8,8 @@ Run from the repository root after the set-up (``make env``):
 It prints, from one run on one machine:
 1. this CPU's matrix-multiply peak (a large ``tf.matmul``, float32 and bfloat16), and the images
    per second it would allow at the network's cost per image (forward + backward, counted below);
-2. the time per step of each phase (input pipeline alone, forward, forward + backward, the Adam
+2. the time per step of each phase (input pipeline alone, forward, forward + backward, each in
+   the article's order and pooled before the bias and ReLU as the step computes it, the Adam
    update alone, Keras's and as one fused kernel per variable, the whole step) for float32 and
    bfloat16, measured in interleaved rounds;
 3. with the trace (the default), every operation of the step from a ``tf.profiler`` trace,
@@ -122,18 +123,21 @@ def phases(batches, dtype: str) -> dict[str, float]:
     seed = tf.constant(hp.seed, tf.int64)
     args = [(x, y, tf.constant(i, tf.int64)) for i, (x, y) in enumerate(batches)]
 
-    def loss_of(images, labels, step):
-        logits = model.stages(images, training=True, compute_dtype=dtype,
-                              dropout_seed=tf.stack([seed, step]))["logits"]
+    def loss_of(images, labels, step, pooled_first=True):
+        kwargs = dict(training=True, compute_dtype=dtype, dropout_seed=tf.stack([seed, step]))
+        logits = (model.logits_pooled_first(images, **kwargs) if pooled_first
+                  else model.stages(images, **kwargs)["logits"])
         return cross_entropy(labels, logits)
 
-    @tf.function
-    def forward_backward(images, labels, step):
-        with tf.GradientTape() as tape:
-            loss = loss_of(images, labels, step)
-        return loss, tape.gradient(loss, variables)
+    def gradients_of(pooled_first: bool):
+        @tf.function
+        def forward_backward(images, labels, step):
+            with tf.GradientTape() as tape:
+                loss = loss_of(images, labels, step, pooled_first)
+            return loss, tape.gradient(loss, variables)
+        return forward_backward
 
-    _, grads = forward_backward(*args[0])
+    _, grads = gradients_of(True)(*args[0])
     keras_adam = make_optimizer("adam", hp, 10_000)
     keras_adam.build(variables)
     one_kernel_adam = make_optimizer("adam", hp, 10_000)
@@ -150,8 +154,11 @@ def phases(batches, dtype: str) -> dict[str, float]:
     calls = {
         "call overhead (empty tf.function, same inputs)":
             tf.function(lambda images, labels, step: tf.reduce_sum(labels)),
-        "forward + loss": tf.function(loss_of),
-        "forward + backward": forward_backward,
+        "forward + loss, article's order (stages)":
+            tf.function(lambda *a: loss_of(*a, pooled_first=False)),
+        "forward + loss, pooled first (the step's)": tf.function(loss_of),
+        "forward + backward, article's order (stages)": gradients_of(False),
+        "forward + backward, pooled first (the step's)": gradients_of(True),
         "Adam update alone, Keras (per-variable ops)": tf.function(keras_update),
         "Adam update alone, fused (fused_adam_update)": tf.function(fused_update),
         "whole step (make_train_step, fused Adam)":
@@ -207,6 +214,13 @@ def _layer_of(shapes: list[tuple]) -> str:
     return ""
 
 
+def _layer_of_channels(shapes: list[tuple]) -> str:
+    """The layer of a bias, ReLU or their gradients, from the channel count (last dimension):
+    pooled first, conv1's ReLU runs on (N, 14, 14, 32), a shape conv2's input also has."""
+    names = {32: "conv1", 64: "conv2", 1024: "fc", 10: "out"}
+    return next((names[s[-1]] for s in shapes if s and s[-1] in names), "")
+
+
 MULTIPLY = re.compile(r"forward \((conv|matmul)|grad \((Conv2D|MatMul)")
 
 
@@ -229,6 +243,8 @@ def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
         return f"{_layer_of(out_shapes + in_shapes)} weight grad (Conv2DBackpropFilter)"
     if "Conv2DBackpropInput" in kind:
         return f"{_layer_of(in_shapes)} input grad (Conv2DBackpropInput)"
+    if kind == "Conv2D":  # the training step pools before the bias and ReLU: a plain conv
+        return f"{_layer_of([_shape(t) for t in op.inputs]) if op is not None else '?'} forward (conv)"
     if "MatMul" in kind and grad:
         layer = _layer_of(out_shapes)
         w = out_shapes[0] in ((3136, 1024), (1024, 10)) if out_shapes else False
@@ -240,9 +256,11 @@ def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
     if "MaxPool" in kind:
         return "max-pool forward"
     if kind == "ReluGrad":
-        return f"ReLU grads ({_layer_of(in_shapes)})"
+        return f"ReLU grads ({_layer_of_channels(in_shapes)})"
     if grad and kind in ("Sum", "BiasAddGrad"):
-        return f"bias grads ({_layer_of(out_shapes)}, {kind})"
+        return f"bias grads ({_layer_of_channels(out_shapes)}, {kind})"
+    if not grad and kind in ("AddV2", "BiasAdd", "Relu") and _layer_of_channels(out_shapes):
+        return f"bias + ReLU forward ({_layer_of_channels(out_shapes)})"
     if kind == "Cast":
         layer = _layer_of(in_shapes)
         return f"casts ({'fc weights' if layer == 'fc' else 'other'})"

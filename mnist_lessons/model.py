@@ -269,14 +269,7 @@ class ArticleCNN:
         """
         import tensorflow as tf
 
-        x = check_model_input(x)
-        w, b = self.weights, self.biases
-        if compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"compute_dtype is 'float32' or 'bfloat16', got {compute_dtype!r}")
-        if compute_dtype != "float32":
-            w = {k: tf.cast(v, compute_dtype) for k, v in w.items() if k != "out"}
-            b = {k: tf.cast(v, compute_dtype) for k, v in b.items() if k != "out"}
-            x = tf.cast(x, compute_dtype)
+        x, w, b = self._operands(x, compute_dtype)
         s: dict[str, Any] = {"input": x}
         s["reshaped"] = tf.reshape(x, [-1, IMAGE_SIDE, IMAGE_SIDE, 1])
         s["conv1"] = conv2d(s["reshaped"], w["W_conv1"]) + b["b_conv1"]
@@ -286,17 +279,71 @@ class ArticleCNN:
         s["relu2"] = tf.nn.relu(s["conv2"])
         s["pool2"] = maxpool2d(s["relu2"])
         s["flat"] = tf.reshape(s["pool2"], [-1, 7 * 7 * 64])
-        s["fc"] = tf.cast(tf.nn.relu(tf.matmul(s["flat"], w["W_fc"]) + b["b_fc"]), tf.float32)
+        s["fc"], s["dropout"], s["logits"] = self.head(
+            s["flat"], training, dropout_seed, W_fc=w["W_fc"], b_fc=b["b_fc"])
+        return s
+
+    def logits_pooled_first(self, x, training: bool = False, compute_dtype: str = "float32",
+                            dropout_seed: Any = None):
+        """``stages(x, ...)["logits"]``, computed with each max-pool before its bias and ReLU.
+
+        The two orders give the same numbers: adding the same bias ``b`` to the four values
+        of a window keeps the largest one largest, so ``max(v + b) = max(v) + b``, and ReLU
+        never changes which value is largest, so ``max(relu(v)) = relu(max(v))``. Hence
+        ``pool(relu(conv + b)) = relu(pool(conv) + b)``, and pooling first adds the bias and
+        applies ReLU (forward, and their gradients backward) to a quarter of the numbers:
+        (N, 14, 14, 32) instead of (N, 28, 28, 32) after conv1. The training step uses this
+        order (chapter 7 shows the equality on a real digit; ``benchmarks/profile_step.py``
+        times both). The logits agree with ``stages`` to rounding; the gradients too, except
+        where two values of a window tie (then either may receive the gradient, both valid).
+        """
+        import tensorflow as tf
+
+        x, w, b = self._operands(x, compute_dtype)
+        h = tf.reshape(x, [-1, IMAGE_SIDE, IMAGE_SIDE, 1])
+        h = tf.nn.relu(maxpool2d(conv2d(h, w["W_conv1"])) + b["b_conv1"])
+        h = tf.nn.relu(maxpool2d(conv2d(h, w["W_conv2"])) + b["b_conv2"])
+        flat = tf.reshape(h, [-1, 7 * 7 * 64])
+        return self.head(flat, training, dropout_seed, W_fc=w["W_fc"], b_fc=b["b_fc"])[2]
+
+    def head(self, flat, training: bool = False, dropout_seed: Any = None, *,
+             W_fc: Any = None, b_fc: Any = None) -> tuple[Any, Any, Any]:
+        """The layers after the convolutions: ``(fc, dropout, logits)`` from ``flat`` (N, 3136).
+
+        FC layer with ReLU (its multiply in ``flat``'s dtype), then in float32: dropout (when
+        ``training``, or always with ``dropout_at_inference``) and the output layer.
+        ``W_fc``/``b_fc`` replace the FC layer's weights (default: the model's own), e.g. a
+        bfloat16 copy, or a quantised matrix to measure what quantisation costs.
+        """
+        import tensorflow as tf
+
+        W_fc = self.weights["W_fc"] if W_fc is None else W_fc
+        b_fc = self.biases["b_fc"] if b_fc is None else b_fc
+        fc = tf.cast(tf.nn.relu(tf.matmul(flat, W_fc) + b_fc), tf.float32)
         drop = (training or self.dropout_at_inference) and self.hp.dropout_rate > 0
         if not drop:
-            s["dropout"] = s["fc"]
+            dropped = fc
         elif dropout_seed is None:
-            s["dropout"] = tf.nn.dropout(s["fc"], rate=self.hp.dropout_rate)
+            dropped = tf.nn.dropout(fc, rate=self.hp.dropout_rate)
         else:
-            s["dropout"] = tf.nn.experimental.stateless_dropout(
-                s["fc"], rate=self.hp.dropout_rate, seed=tf.cast(dropout_seed, tf.int64))
-        s["logits"] = tf.matmul(s["dropout"], self.weights["out"]) + self.biases["out"]
-        return s
+            dropped = tf.nn.experimental.stateless_dropout(
+                fc, rate=self.hp.dropout_rate, seed=tf.cast(dropout_seed, tf.int64))
+        return fc, dropped, tf.matmul(dropped, self.weights["out"]) + self.biases["out"]
+
+    def _operands(self, x, compute_dtype: str) -> tuple[Any, dict, dict]:
+        """The checked input and the weights and biases, as ``compute_dtype`` copies where it
+        is not float32 (the output layer stays float32)."""
+        import tensorflow as tf
+
+        x = check_model_input(x)
+        w, b = self.weights, self.biases
+        if compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype is 'float32' or 'bfloat16', got {compute_dtype!r}")
+        if compute_dtype != "float32":
+            w = {k: tf.cast(v, compute_dtype) for k, v in w.items() if k != "out"}
+            b = {k: tf.cast(v, compute_dtype) for k, v in b.items() if k != "out"}
+            x = tf.cast(x, compute_dtype)
+        return x, w, b
 
     def __call__(self, x, training: bool = False):
         """Logits (N, 10) for a batch of images."""

@@ -214,8 +214,10 @@ def make_train_step(model: ArticleCNN, optimizer, compute_dtype: str = "float32"
 
     Returns a ``tf.function`` taking ``(images, labels, step)`` (float32 (batch, 28, 28, 1),
     int32 (batch,), and the step number, an int64 scalar) and returning ``(mean loss, number of
-    correct predictions)``. The dropout mask is a stateless random function of ``(model seed,
-    step)``, so a run repeats mask for mask. A plain Adam updates through
+    correct predictions)``. The forward pass pools before each bias and ReLU
+    (:meth:`~mnist_lessons.model.ArticleCNN.logits_pooled_first`: the same logits, less work).
+    The dropout mask is a stateless random function of ``(model seed, step)``, so a run repeats
+    mask for mask. A plain Adam updates through
     :func:`fused_adam_update` (the same update as ``apply_gradients``, faster); any other
     optimizer through ``apply_gradients``. ``jit_compile`` asks XLA to fuse the step
     (measured slower on CPU here; see the benchmark).
@@ -231,8 +233,9 @@ def make_train_step(model: ArticleCNN, optimizer, compute_dtype: str = "float32"
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def train_step(images, labels, step):
         with tf.GradientTape() as tape:
-            logits = model.stages(images, training=True, compute_dtype=compute_dtype,
-                                  dropout_seed=tf.stack([seed, tf.cast(step, tf.int64)]))["logits"]
+            logits = model.logits_pooled_first(
+                images, training=True, compute_dtype=compute_dtype,
+                dropout_seed=tf.stack([seed, tf.cast(step, tf.int64)]))
             loss = cross_entropy(labels, logits)
         gradients = tape.gradient(loss, variables)
         if fused:

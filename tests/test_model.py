@@ -190,3 +190,52 @@ def test_bfloat16_forward_is_close_to_float32(test_images):
     assert half.dtype == tf.float32
     np.testing.assert_allclose(half.numpy(), full, atol=0.05 * np.abs(full).max())
     assert (half.numpy().argmax(1) == full.argmax(1)).mean() > 0.9
+
+
+def _keras_twin(model):
+    twin = build_keras_model(model.hp)
+    copy_weights_to_keras(model.weights, model.biases, twin)
+    return twin
+
+
+def _loss_and_gradients(forward, variables, x, y):
+    with tf.GradientTape() as tape:
+        loss = cross_entropy(y, forward(x))
+    return float(loss), [g.numpy() for g in tape.gradient(loss, variables)]
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_pooling_before_bias_and_relu_gives_keras_logits_and_gradients(test_images, seed):
+    # The oracle is Keras's Sequential model, which adds the bias and applies ReLU before each
+    # max-pool (the article's order), given the same weights: pooling first must give the same
+    # logits, loss and gradient of every variable on real digits.
+    x, y = test_images
+    model = ArticleCNN(Hyperparameters(seed=seed))
+    twin = _keras_twin(model)
+    fast = model.logits_pooled_first(x).numpy()
+    np.testing.assert_allclose(fast, twin(x[..., None], training=False).numpy(), rtol=1e-4, atol=1e-5)
+    keras_variables = [v for layer in ("conv1", "conv2", "fc", "out")
+                       for v in twin.get_layer(layer).trainable_weights]
+    loss, grads = _loss_and_gradients(model.logits_pooled_first, model.variables, x, y)
+    keras_loss, keras_grads = _loss_and_gradients(lambda t: twin(t[..., None], training=False),
+                                                  keras_variables, x, y)
+    assert loss == pytest.approx(keras_loss, rel=1e-5)
+    for variable, g, k in zip(model.variables, grads, keras_grads):
+        assert np.abs(k).max() > 0, variable.name  # every layer really gets a gradient
+        np.testing.assert_allclose(g, k, rtol=1e-3, atol=1e-4 * np.abs(k).max(),
+                                   err_msg=variable.name)
+
+
+def test_pooling_first_keeps_dropout_and_bfloat16_as_the_stages_do(test_images):
+    x, _ = test_images
+    model = ArticleCNN(Hyperparameters(seed=5))
+    seed = tf.constant([5, 17], tf.int64)
+    for dtype, tolerance in (("float32", 1e-5), ("bfloat16", 0.05)):
+        fast = model.logits_pooled_first(x, training=True, compute_dtype=dtype, dropout_seed=seed)
+        slow = model.stages(x, training=True, compute_dtype=dtype, dropout_seed=seed)["logits"]
+        assert fast.dtype == tf.float32  # the head stays float32 under bfloat16
+        np.testing.assert_allclose(fast.numpy(), slow.numpy(),
+                                   atol=tolerance * np.abs(slow.numpy()).max())
+    # Dropout really runs: a training pass differs from an inference pass.
+    assert np.abs(model.logits_pooled_first(x, training=True, dropout_seed=seed).numpy()
+                  - model.logits_pooled_first(x).numpy()).max() > 1e-3

@@ -132,8 +132,7 @@ def _fc_variants(model: Any, data: Any, w_fcs: dict[str, np.ndarray]) -> dict[st
     from ..evaluate import _in_batches, accuracy
 
     flat = _in_batches(model, "flat", lambda x: model.stages(x)["flat"], data.x_test, 1000, 7 * 7 * 64)
-    b_fc, w_out, b_out = model.biases["b_fc"], model.weights["out"], model.biases["out"]
-    head = tf.function(lambda x, w: tf.matmul(tf.nn.relu(tf.matmul(x, w) + b_fc), w_out) + b_out)
+    head = tf.function(lambda x, w: model.head(x, W_fc=w)[2])  # dropout off: inference
     out = {}
     for name, w_fc in w_fcs.items():
         w = tf.constant(w_fc, tf.float32)
