@@ -243,7 +243,7 @@ def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
         return f"{_layer_of(out_shapes + in_shapes)} weight grad (Conv2DBackpropFilter)"
     if "Conv2DBackpropInput" in kind:
         return f"{_layer_of(in_shapes)} input grad (Conv2DBackpropInput)"
-    if kind == "Conv2D":  # the training step pools before the bias and ReLU: a plain conv
+    if kind.endswith("Conv2D"):  # pooled first, the conv runs without its bias and ReLU
         return f"{_layer_of([_shape(t) for t in op.inputs]) if op is not None else '?'} forward (conv)"
     if "MatMul" in kind and grad:
         layer = _layer_of(out_shapes)
@@ -270,7 +270,7 @@ def categorise(name: str, kind: str, ops: dict[str, tf.Operation]) -> str:
         return "loss, accuracy"
     if kind in ("ReadVariableOp", "AssignVariableOp"):
         return "variable reads"
-    return "other"
+    return f"other ({kind})"
 
 
 def op_table(batches, dtype: str, steps: int, logdir: str,

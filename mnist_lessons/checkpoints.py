@@ -202,13 +202,14 @@ def library_versions() -> dict[str, str]:
 
 def run_settings(hp: Hyperparameters, optimizer: str = "adam",
                  dropout_at_inference: bool = False, max_steps: int | None = None,
-                 data: MNIST | None = None, track_training: bool = False) -> dict[str, Any]:
+                 data: MNIST | None = None, track_training: bool = False,
+                 eval_every: int | None = None) -> dict[str, Any]:
     """Everything that determines a trained model, as one JSON-able dictionary: the cache key.
 
     Args:
         hp: the hyperparameters; ``precision`` is stored resolved (``"auto"`` becomes what it
             means on this machine).
-        optimizer, dropout_at_inference, max_steps, track_training: as for
+        optimizer, dropout_at_inference, max_steps, track_training, eval_every: as for
             :func:`trained_model`.
         data: the data it trains on; ``None`` stands for :func:`load_mnist`'s MNIST.
     """
@@ -216,13 +217,16 @@ def run_settings(hp: Hyperparameters, optimizer: str = "adam",
         raise TypeError(f"hp must be a Hyperparameters, got {type(hp).__name__}")
     if max_steps is not None:
         max_steps = int(max_steps)
-    return {"format": CACHE_FORMAT_VERSION,
-            "hyperparameters": hp.replace(precision=resolve_precision(hp.precision)).to_dict(),
-            "optimizer": optimizer, "dropout_at_inference": bool(dropout_at_inference),
-            "max_steps": max_steps, "track_training": bool(track_training),
-            "data": data_fingerprint(data if data is not None else load_mnist()),
-            "code": training_code_hash(),
-            "versions": library_versions()}
+    run = {"format": CACHE_FORMAT_VERSION,
+           "hyperparameters": hp.replace(precision=resolve_precision(hp.precision)).to_dict(),
+           "optimizer": optimizer, "dropout_at_inference": bool(dropout_at_inference),
+           "max_steps": max_steps, "track_training": bool(track_training),
+           "data": data_fingerprint(data if data is not None else load_mnist()),
+           "code": training_code_hash(),
+           "versions": library_versions()}
+    if eval_every is not None:  # only then, so that every other run keeps its key
+        run["eval_every"] = int(eval_every)
+    return run
 
 
 def cache_path(run: dict[str, Any], cache_dir: Path | None = None) -> Path:
@@ -318,7 +322,7 @@ def load_course_model(data: MNIST | None = None) -> TrainedModel:
     expected = COURSE_DEFAULTS.replace(precision=saved["hyperparameters"]["precision"]).to_dict()
     if saved["hyperparameters"] != expected or saved["optimizer"] != "adam" \
             or saved["dropout_at_inference"] or saved["max_steps"] is not None \
-            or saved.get("track_training"):
+            or saved.get("track_training") or saved.get("eval_every"):
         raise ModelCacheError("The shipped model was not trained with the course settings.",
                               "shipped model has other settings")
     if saved["code"] != training_code_hash():
@@ -339,6 +343,7 @@ def _is_course_run(hp: Hyperparameters, optimizer: str, dropout_at_inference: bo
 def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                   dropout_at_inference: bool = False, data: MNIST | None = None,
                   max_steps: int | None = None, track_training: bool = False,
+                  eval_every: int | None = None,
                   retrain: bool = False, shipped: bool = True, verbose: bool = True) -> TrainedModel:
     """The article's network trained with ``hp`` (course defaults if None), cached.
 
@@ -358,6 +363,8 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
             the CI profile's cap still applies when smaller.
         track_training: also record the accuracy on 5,000 training images at each
             evaluation (see :func:`mnist_lessons.train.train`).
+        eval_every: also measure the validation accuracy every this many steps, for a
+            training curve (see :func:`mnist_lessons.train.train`).
         retrain: ignore and overwrite the cached file (and the shipped course model).
         shipped: with the course settings, load the course model shipped with the package;
             ``False`` trains them here instead (or loads this machine's cached run), as
@@ -376,7 +383,10 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
     data = load_mnist() if data is None else data
     caps = [c for c in (max_steps, cfg.max_train_steps) if c is not None]
     cap = min(caps) if caps else None
-    if shipped and not retrain and max_steps is None and not track_training \
+    if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer))
+                                   or eval_every < 1):
+        raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
+    if shipped and not retrain and max_steps is None and not track_training and eval_every is None \
             and _is_course_run(hp, optimizer, dropout_at_inference):
         try:
             result = load_course_model(data)
@@ -387,7 +397,7 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                 print(f"loaded the course model shipped with mnist_lessons (test accuracy "
                       f"{result.history.final_test_accuracy:.2%})")
             return result
-    run = run_settings(hp, optimizer, dropout_at_inference, cap, data, track_training)
+    run = run_settings(hp, optimizer, dropout_at_inference, cap, data, track_training, eval_every)
     path = cache_path(run, cfg.cache_dir)
     with only_one_trains(path, verbose):
         if path.exists() and not retrain:
@@ -402,7 +412,7 @@ def trained_model(hp: Hyperparameters | None = None, *, optimizer: str = "adam",
                 return result
         model = ArticleCNN(hp, dropout_at_inference=dropout_at_inference)
         history = train(model, data, hp, optimizer=optimizer, max_steps=cap,
-                        track_training=track_training, verbose=verbose)
+                        track_training=track_training, eval_every=eval_every, verbose=verbose)
         save_trained(model, history, run, path)
     return TrainedModel(model, history, run, path, from_cache=False)
 

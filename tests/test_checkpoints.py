@@ -253,6 +253,23 @@ def test_a_smaller_step_budget_and_training_accuracy_get_their_own_file(model_ca
         trained_model(TINY, data=mnist, max_steps=0)
 
 
+@pytest.mark.slow
+def test_a_training_curve_is_cached_with_its_evaluations(model_cache, mnist, capsys):
+    # Chapter 4 plots two short runs measured every 25 steps: cached, a second run loads them.
+    curve = trained_model(TINY, data=mnist, max_steps=4, eval_every=2, verbose=False)
+    assert [s for s, _, _ in curve.history.evaluations] == [2, 4]
+    assert curve.settings["eval_every"] == 2
+    assert cache_path(run_settings(TINY, max_steps=4, data=mnist)) != curve.path
+    again = trained_model(TINY, data=mnist, max_steps=4, eval_every=2)
+    assert again.from_cache and again.history.evaluations == curve.history.evaluations
+    assert "loaded the trained model from the cache" in capsys.readouterr().out
+    # Runs without it keep the key they had before eval_every existed (no "eval_every" entry).
+    assert "eval_every" not in run_settings(TINY, max_steps=4, data=mnist)
+    for bad in (0, -25, 2.5, True):
+        with pytest.raises(ValueError, match="eval_every must be a positive integer or None"):
+            trained_model(TINY, data=mnist, eval_every=bad)
+
+
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")  # the Makefile's range; Colab runs 3.12
 
 
