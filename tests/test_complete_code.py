@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from mnist_lessons import complete_code as cc
-from mnist_lessons.config import CI_TRAIN_STEPS
 from mnist_lessons.model import build_keras_model, copy_weights_to_keras, init_params
 
 
@@ -52,13 +51,14 @@ def test_dropout_only_in_training(mnist):
 
 @pytest.mark.slow
 def test_the_keras_version_learns_in_a_few_real_steps(mnist, capsys):
-    _, keras_acc = cc.train_keras_network(mnist, max_steps=CI_TRAIN_STEPS)
+    # Measured (2026-11-27): 84.9% of the test digits right after 15 steps; chance is 10%.
+    _, keras_acc = cc.train_keras_network(mnist, max_steps=15)
     assert capsys.readouterr().out.count("Accuracy:") == 1
-    assert keras_acc > 0.85
+    assert keras_acc > 0.7
 
 
 def test_both_versions_on_the_page_learned_in_the_build(executed_book):
-    """The low-level version learns: the build ran the page's copy of it (CI_TRAIN_STEPS in the CI
+    """The low-level version learns: the build ran the page's copy of it (40 steps in the CI
     profile, a whole epoch in the full one), which tests/test_complete_code_page.py checks
     trains exactly like the package's; its printed accuracies, and the Keras version's, are
     read from the executed page."""

@@ -21,9 +21,11 @@ from mnist_lessons.train import History, make_optimizer, train
 
 
 @pytest.fixture(scope="module")
-def short_run(mnist):
+def short_run(mnist_1000_test):
     """100 real Adam steps (12,800 images) with the article's batch size, evaluated every 25 on
-    the 5,000 validation images; also their accuracy for the same network before its first step."""
+    the 5,000 validation images, and the first 1,000 test images once at the end; also their
+    validation accuracy for the same network before its first step."""
+    mnist = mnist_1000_test
     model = ArticleCNN(Hyperparameters(seed=0))
     before = accuracy(predict_logits(model, mnist.x_train[:5000]).argmax(1), mnist.y_train[:5000])
     history = train(model, mnist, max_steps=100, eval_every=25, verbose=False)
@@ -53,7 +55,8 @@ def test_loss_falls_and_accuracy_rises_over_real_steps(short_run):
 
 
 @pytest.mark.slow
-def test_history_records_are_consistent(short_run, mnist):
+def test_history_records_are_consistent(short_run, mnist_1000_test):
+    mnist = mnist_1000_test  # what short_run trained and measured on
     model, h, _ = short_run
     (epoch,) = h.epochs
     assert epoch.steps == 100 and epoch.loss == pytest.approx(np.mean(h.step_losses))
@@ -70,7 +73,8 @@ def test_history_records_are_consistent(short_run, mnist):
 
 
 @pytest.mark.slow
-def test_training_stops_at_the_target_validation_accuracy(mnist, capsys):
+def test_training_stops_at_the_target_validation_accuracy(mnist_1000_test, capsys):
+    mnist = mnist_1000_test
     # Measured on the test set (2026-11-27): 74% after 10 steps, 88% after 20, 92% after 30, so
     # a 90% target is reached after at least one evaluation that fell short. The target is
     # checked on the 5,000 validation images, never on the test set.
@@ -89,7 +93,8 @@ def test_training_stops_at_the_target_validation_accuracy(mnist, capsys):
 
 
 @pytest.mark.slow
-def test_sgd_trains_too_but_slower_than_adam(mnist, short_run):
+def test_sgd_trains_too_but_slower_than_adam(mnist_1000_test, short_run):
+    mnist = mnist_1000_test
     # Same network, same start and same 100 batches as the Adam run. Measured (2026-11-27,
     # float32 and bfloat16 alike): plain SGD at 1e-3 takes the test accuracy from 0.125 to 0.186
     # and the mean loss of ten steps from 2.301 to 2.287, where Adam reaches 0.959.
@@ -235,9 +240,10 @@ def test_bfloat16_step_multiplies_conv_and_fc_layers_in_bfloat16_keeping_float32
 
 
 @pytest.mark.slow
-def test_shift_augmentation_and_bfloat16_train_together(mnist, monkeypatch):
+def test_shift_augmentation_and_bfloat16_train_together(mnist_1000_test, monkeypatch):
     from mnist_lessons import train as train_module
 
+    mnist = mnist_1000_test
     used = {}
     real_dataset, real_step = train_module.make_dataset, train_module.make_train_step
 

@@ -73,7 +73,9 @@ def test_fewer_training_images_keep_the_same_validation_and_test_sets(mnist):
 
 
 @pytest.mark.slow
-def test_training_never_sees_the_validation_images_and_measures_the_test_set_once(mnist, monkeypatch):
+def test_training_never_sees_the_validation_images_and_measures_the_test_set_once(mnist_1000_test,
+                                                                                 monkeypatch):
+    mnist = mnist_1000_test  # the first 1,000 test images: which images, not how many, matters
     trained_on, watched, tested = [], [], []
     real_dataset, real_accuracy_on, real_test = (train_module.make_dataset, train_module.accuracy_on,
                                                  train_module.accuracy_on_test_set)
@@ -115,7 +117,8 @@ def test_training_never_sees_the_validation_images_and_measures_the_test_set_onc
 
 
 @pytest.mark.slow
-def test_the_validation_accuracy_is_the_share_right_on_the_first_5000_training_images(mnist):
+def test_the_validation_accuracy_is_the_share_right_on_the_first_5000_training_images(mnist_1000_test):
+    mnist = mnist_1000_test
     model = ArticleCNN(Hyperparameters(seed=0))
     h = train(model, mnist, max_steps=15, verbose=False)
     # Independent count: logits from the Keras-free forward pass, argmax, compare by hand.
