@@ -192,6 +192,15 @@ def test_bfloat16_forward_is_close_to_float32(test_images):
     assert (half.numpy().argmax(1) == full.argmax(1)).mean() > 0.9
 
 
+def _with_random_biases(model, seed):
+    """``model`` with biases of both signs (Glorot's start has zero biases, with which adding
+    the bias before or after ReLU or pooling gives the same logits, so a test could not tell)."""
+    rng = np.random.default_rng(seed)
+    for bias in model.biases.values():
+        bias.assign(rng.normal(0.0, 0.2, bias.shape).astype(np.float32))
+    return model
+
+
 def _keras_twin(model):
     twin = build_keras_model(model.hp)
     copy_weights_to_keras(model.weights, model.biases, twin)
@@ -210,7 +219,7 @@ def test_pooling_before_bias_and_relu_gives_keras_logits_and_gradients(test_imag
     # max-pool (the article's order), given the same weights: pooling first must give the same
     # logits, loss and gradient of every variable on real digits.
     x, y = test_images
-    model = ArticleCNN(Hyperparameters(seed=seed))
+    model = _with_random_biases(ArticleCNN(Hyperparameters(seed=seed)), seed)
     twin = _keras_twin(model)
     fast = model.logits_pooled_first(x).numpy()
     np.testing.assert_allclose(fast, twin(x[..., None], training=False).numpy(), rtol=1e-4, atol=1e-5)
@@ -228,9 +237,9 @@ def test_pooling_before_bias_and_relu_gives_keras_logits_and_gradients(test_imag
 
 def test_pooling_first_keeps_dropout_and_bfloat16_as_the_stages_do(test_images):
     x, _ = test_images
-    model = ArticleCNN(Hyperparameters(seed=5))
+    model = _with_random_biases(ArticleCNN(Hyperparameters(seed=5)), 5)
     seed = tf.constant([5, 17], tf.int64)
-    for dtype, tolerance in (("float32", 1e-5), ("bfloat16", 0.05)):
+    for dtype, tolerance in (("float32", 1e-5), ("bfloat16", 0.02)):
         fast = model.logits_pooled_first(x, training=True, compute_dtype=dtype, dropout_seed=seed)
         slow = model.stages(x, training=True, compute_dtype=dtype, dropout_seed=seed)["logits"]
         assert fast.dtype == tf.float32  # the head stays float32 under bfloat16
