@@ -215,7 +215,8 @@ def make_train_step(model: ArticleCNN, optimizer, compute_dtype: str = "float32"
     Returns a ``tf.function`` taking ``(images, labels, step)`` (float32 (batch, 28, 28, 1),
     int32 (batch,), and the step number, an int64 scalar) and returning ``(mean loss, number of
     correct predictions)``. The forward pass pools before each bias and ReLU
-    (:meth:`~mnist_lessons.model.ArticleCNN.logits_pooled_first`: the same logits, less work).
+    (:meth:`~mnist_lessons.model.ArticleCNN.logits_pooled_first`: the same logits to rounding,
+    with the bias and ReLU on a quarter of the values).
     The dropout mask is a stateless random function of ``(model seed, step)``, so a run repeats
     mask for mask. A plain Adam updates through
     :func:`fused_adam_update` (the same update as ``apply_gradients``, faster); any other
