@@ -14,6 +14,10 @@ import numpy as np
 from .data import MNIST, N_CLASSES, check_images, check_labels
 from .numpy_ops import softmax_stable as softmax  # noqa: F401  (probabilities from logits)
 
+# The stages stage_outputs returns: those of ArticleCNN.stages with dropout off ("input" is the
+# images themselves, "dropout" equals "fc" when dropout is off).
+STAGES = ("reshaped", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flat", "fc", "logits")
+
 
 def predict_logits(model: Any, images: Any, batch_size: int = 1000,
                    training: bool = False) -> np.ndarray:
@@ -22,13 +26,13 @@ def predict_logits(model: Any, images: Any, batch_size: int = 1000,
     ``training=True`` keeps dropout on, which is what the article's accuracy line did.
     """
     return _in_batches(model, training, lambda x: model(x, training=training), images,
-                       batch_size, N_CLASSES)
+                       batch_size)
 
 
-def _in_batches(model: Any, key: Any, forward: Any, images: Any, batch_size: int,
-                width: int) -> np.ndarray:
-    """``forward`` (images (n, ...) -> (n, width)) over ``images`` in batches of ``batch_size``,
-    compiled once per model and ``key`` (kept on the model), as one (N, width) float32 array."""
+def _in_batches(model: Any, key: Any, forward: Any, images: Any, batch_size: int) -> np.ndarray:
+    """``forward`` (images (n, ...) -> (n, ...)) over ``images`` in batches of ``batch_size``,
+    compiled once per model and ``key`` (kept on the model), as one float32 array of N rows
+    (none for no images, with the trailing shape a batch of one would have)."""
     import tensorflow as tf
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -41,7 +45,10 @@ def _in_batches(model: Any, key: Any, forward: Any, images: Any, batch_size: int
         cache[key] = tf.function(forward, reduce_retracing=True)
     out = [cache[key](tf.constant(images[i:i + batch_size])).numpy()
            for i in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+    if not out:
+        one = cache[key](tf.zeros((1,) + images.shape[1:], tf.float32)).numpy()
+        return np.zeros((0,) + one.shape[1:], np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)
 
 
 def accuracy(predicted: Any, labels: Any) -> float:
@@ -70,13 +77,35 @@ def fc_activations(model: Any, images: Any, batch_size: int = 1000) -> np.ndarra
         images: uint8 0-255 or float 0-1, (N, 28, 28), (N, 784) or (N, 28, 28, 1).
         batch_size: images per forward pass, a positive integer.
     """
+    return stage_outputs(model, images, "fc", batch_size)
+
+
+def stage_outputs(model: Any, images: Any, stage: str, batch_size: int = 1000) -> np.ndarray:
+    """One stage of the network (a key of :meth:`~mnist_lessons.model.ArticleCNN.stages`) for
+    many images, computed in batches, dropout off.
+
+    ``stage_outputs(model, x, "relu1")`` gives the first layer's feature maps, (N, 28, 28, 32)
+    in NHWC order; ``"flat"`` the (N, 3136) vectors the FC layer reads; ``"fc"`` its (N, 1024)
+    outputs. Each batch runs the network only as far as that stage is needed, through one
+    compiled function per model and stage.
+
+    Args:
+        model: an :class:`~mnist_lessons.model.ArticleCNN`.
+        images: uint8 0-255 or float 0-1, (N, 28, 28), (N, 784) or (N, 28, 28, 1).
+        stage: ``"reshaped"``, ``"conv1"``, ``"relu1"``, ``"pool1"``, ``"conv2"``, ``"relu2"``,
+            ``"pool2"``, ``"flat"``, ``"fc"`` or ``"logits"``.
+        batch_size: images per forward pass, a positive integer.
+    """
     from .model import ArticleCNN
 
     if not isinstance(model, ArticleCNN):
-        raise TypeError(f"fc_activations needs an ArticleCNN (the package's network), got "
+        raise TypeError(f"stage_outputs needs an ArticleCNN (the package's network), got "
                         f"{type(model).__name__}")
-    return _in_batches(model, "fc", lambda x: model.stages(x)["fc"], images, batch_size,
-                       model.weights["out"].shape[0])
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)} (the network's stages, in "
+                         f"order), got {stage!r}")
+    return _in_batches(model, ("stage", stage), lambda x: model.stages(x)[stage], images,
+                       batch_size)
 
 
 def accuracy_with_dropout(model: Any, images: Any, labels: Any, rate: float,

@@ -379,6 +379,39 @@ def test_accuracy_with_dropout_runs_the_layers_before_dropout_once_with_the_same
         fc_activations(object(), x)
 
 
+def test_stage_outputs_in_batches_are_keras_layer_outputs(mnist):
+    # The oracle: Keras's Sequential twin given the same weights, each layer's output read
+    # through keras.Model(inputs, layer.output), on 250 real test digits in one call; the
+    # package's stage_outputs runs them in uneven batches of 96 (the last one 58).
+    import keras
+
+    from mnist_lessons.evaluate import stage_outputs
+    from mnist_lessons.model import build_keras_model, copy_weights_to_keras
+
+    model = ArticleCNN(Hyperparameters(seed=4))
+    rng = np.random.default_rng(4)
+    for bias in model.biases.values():  # biases of both signs, so a misplaced bias would show
+        bias.assign(rng.normal(0.0, 0.2, bias.shape).astype(np.float32))
+    twin = build_keras_model(model.hp)
+    copy_weights_to_keras(model.weights, model.biases, twin)
+    x = mnist.x_test[:250]
+    for stage, layer in (("relu1", "conv1"), ("pool1", "pool1"), ("relu2", "conv2"),
+                         ("flat", "flat"), ("fc", "fc"), ("logits", "out")):
+        reader = keras.Model(twin.inputs[0], twin.get_layer(layer).output)
+        expected = reader(x[..., None].astype(np.float32) / 255.0, training=False).numpy()
+        got = stage_outputs(model, x, stage, batch_size=96)
+        assert got.shape == expected.shape and got.dtype == np.float32, stage
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(),
+                                   err_msg=stage)
+    assert stage_outputs(model, x[:0], "pool2").shape == (0, 7, 7, 64)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        stage_outputs(model, x, "dropout")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        stage_outputs(model, x, "fc", batch_size=0)
+    with pytest.raises(TypeError, match="needs an ArticleCNN"):
+        stage_outputs(twin, x, "fc")
+
+
 def test_the_fused_adam_update_is_adams_update_by_hand():
     """fused_adam_update against Adam written out in NumPy (float64) and against Keras's own
     apply_gradients, on the same fixed gradients, with a cosine schedule: the weights, the

@@ -129,9 +129,9 @@ def _fc_variants(model: Any, data: Any, w_fcs: dict[str, np.ndarray]) -> dict[st
     """
     import tensorflow as tf
 
-    from ..evaluate import _in_batches, accuracy
+    from ..evaluate import accuracy, stage_outputs
 
-    flat = _in_batches(model, "flat", lambda x: model.stages(x)["flat"], data.x_test, 1000, 7 * 7 * 64)
+    flat = stage_outputs(model, data.x_test, "flat")
     head = tf.function(lambda x, w: model.head(x, W_fc=w)[2])  # dropout off: inference
     out = {}
     for name, w_fc in w_fcs.items():
