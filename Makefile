@@ -7,6 +7,9 @@
 # After `make book`, the notebooks for Colab and Jupyter:
 #   make editions   write editions/reader, editions/student, editions/instructor from the pages the
 #                   build executed, their set-up cell pinned to COMMIT (default: git HEAD)
+# After `make test` (its browser tests photograph the live page in artifacts/screenshots/):
+#   make readme-picture   copy the live panel, mid-drawing, to docs/live-panel.png (the README's
+#                         picture); the tests themselves never write into the repository
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -23,7 +26,7 @@ PYTHON := $(or $(firstword $(foreach p,$(PYTHONS),$(shell $(p) -c '$(PY_CHECK)' 
 endif
 endif
 
-.PHONY: book test env lock editions check-python clean
+.PHONY: book test env lock editions readme-picture check-python clean
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
@@ -82,6 +85,11 @@ lock: $(BIN)/uv
 editions: $(STAMP)
 	$(BIN)/python -m mnist_lessons.tools.editions --executed _build/jupyter_execute/book --out editions \
 	  $(if $(COMMIT),--commit $(COMMIT))
+
+readme-picture:
+	@test -f artifacts/screenshots/live-panel-drawing.png || { \
+	  echo "no artifacts/screenshots/live-panel-drawing.png: run make test first (with Chromium)" >&2; exit 1; }
+	cp artifacts/screenshots/live-panel-drawing.png docs/live-panel.png
 
 clean:
 	rm -rf _build

@@ -268,3 +268,22 @@ def test_the_installed_packages_are_compiled_to_bytecode():
     for module in (tensorflow, keras, matplotlib):
         compiled = Path(importlib.util.cache_from_source(module.__file__))
         assert compiled.exists(), f"{module.__name__} has no bytecode: run make again ({compiled})"
+
+
+def test_make_readme_picture_copies_the_live_panel_shot_or_says_to_run_the_tests(tmp_path):
+    # In a copy of the Makefile, so the repository's own picture is left alone.
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "docs").mkdir()
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    run = lambda: subprocess.run([make, "--no-print-directory", "-C", str(tmp_path), "readme-picture"],  # noqa: E731
+                                 capture_output=True, text=True, timeout=60)
+    missing = run()
+    assert missing.returncode != 0 and "run make test first" in missing.stderr
+    assert not (tmp_path / "docs" / "live-panel.png").exists()
+    shots = tmp_path / "artifacts" / "screenshots"
+    shots.mkdir(parents=True)
+    (shots / "live-panel-drawing.png").write_bytes(b"\x89PNG\r\n\x1a\n the shot")
+    assert run().returncode == 0
+    assert (tmp_path / "docs" / "live-panel.png").read_bytes() == b"\x89PNG\r\n\x1a\n the shot"
