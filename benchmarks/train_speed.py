@@ -10,8 +10,12 @@ It prints, from one run on one machine:
 1. images per second of the package's training step and of Keras ``model.fit`` at the SAME
    precision: float32 against float32, and bfloat16 against Keras's ``mixed_bfloat16`` policy.
    Same network (``build_keras_model`` is the package's network in Keras), same batch, the same
-   cached batches, the same number of warm-up and timed steps, Adam on both sides; each figure
-   is the median of interleaved rounds, and each ratio is package / Keras at one precision;
+   cached batches, the same number of warm-up and timed steps, Adam on both sides. Each round
+   times the two sides of a precision back to back, in turn first (the package in even rounds,
+   Keras in odd ones), so each round gives a ratio taken within seconds: the headline ratio is
+   the median of those paired ratios, printed with their range (this machine's speed drifts by
+   tens of percent over minutes, which the ratio of two separate medians would absorb); the
+   images per second are the medians of the rounds;
 2. the seconds of training (evaluations excluded) to reach 99.0% validation accuracy (the 5,000
    held-out training images; the test set is measured once, at the end);
 3. the test accuracy of the course-default run (trained once and cached).
@@ -143,11 +147,15 @@ def keras_fit_rate(ds, hp, precision: str, steps: int, jit: bool = False) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per contender")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds, each timing both sides of each precision back to back "
+                             "(an even number puts each side first equally often)")
     parser.add_argument("--quick", action="store_true", help="throughput only")
     parser.add_argument("--xla", action="store_true",
                         help="also time both sides with XLA (jit_compile=True), float32")
     args = parser.parse_args()
+    if args.rounds < 1 or args.steps < 1:
+        parser.error(f"--rounds and --steps must be at least 1, got {args.rounds} and {args.steps}")
 
     info = describe_runtime()
     data = load_mnist()
@@ -157,7 +165,8 @@ def main() -> None:
           f"GPU: {info['gpu']}; course precision here: {course_precision}")
     print(f"Compared at the same precision, same network, same batch ({hp.batch_size}), same "
           f"steps ({WARMUP} warm-up + {args.steps} timed, same cached batches, Adam): the "
-          f"package's step against Keras fit; median of {args.rounds} interleaved rounds.")
+          f"package's step against Keras fit, back to back in each of {args.rounds} rounds "
+          f"(each side first in turn).")
     set_seed(0)
     ds = cached_batches(data, hp, WARMUP + args.steps)
     rows = [("float32", False), ("bfloat16", False)] + ([("float32", True)] if args.xla else [])
@@ -167,24 +176,33 @@ def main() -> None:
         contenders[("keras", precision, jit)] = (keras_fit_rate, precision, jit)
     print(f"load average before timing: {load_average()} (1 min)\n")
     rates: dict[tuple, list[float]] = {key: [] for key in contenders}
+    paired: dict[tuple, list[float]] = {row: [] for row in rows}
     others: list[float] = []
-    for _ in range(args.rounds):
-        for key, (run, precision, jit) in contenders.items():
-            before = cpu_counters()
-            rates[key].append(run(ds, hp, precision, args.steps, jit))
-            busy = others_cores(before, cpu_counters())
-            if busy is not None:
-                others.append(busy)
+    for round_ in range(args.rounds):
+        for precision, jit in rows:
+            sides = ("package", "keras") if round_ % 2 == 0 else ("keras", "package")
+            for side in sides:
+                run = contenders[(side, precision, jit)][0]
+                before = cpu_counters()
+                rates[(side, precision, jit)].append(run(ds, hp, precision, args.steps, jit))
+                busy = others_cores(before, cpu_counters())
+                if busy is not None:
+                    others.append(busy)
+            paired[(precision, jit)].append(rates[("package", precision, jit)][-1]
+                                            / rates[("keras", precision, jit)][-1])
     medians = {key: statistics.median(r) for key, r in rates.items()}
     keras_name = {"float32": "Keras fit (float32)", "bfloat16": "Keras fit (mixed_bfloat16)"}
-    print(f"{'precision':20s} {'package step':>14s} {'Keras fit':>14s}   package / Keras fit")
+    print(f"{'precision':20s} {'package step':>14s} {'Keras fit':>14s}   package / Keras fit, "
+          f"median of the {args.rounds} paired rounds (their range)")
     ratios = {}
     for precision, jit in rows:
         package, keras_rate = medians[("package", precision, jit)], medians[("keras", precision, jit)]
         label = precision + (", XLA" if jit else "")
-        ratios[label] = package / keras_rate
+        pairs = paired[(precision, jit)]
+        ratios[label] = statistics.median(pairs)
         print(f"{label:20s} {package:8,.0f} img/s {keras_rate:8,.0f} img/s   {ratios[label]:5.2f}x "
-              f"{keras_name[precision]}{' jit_compile' if jit else ''}")
+              f"{keras_name[precision]}{' jit_compile' if jit else ''} "
+              f"({min(pairs):.2f}-{max(pairs):.2f})")
     print(f"load average after timing: {load_average()} (1 min, this benchmark included)")
     if others:
         print(f"CPU used by other processes during the rounds: {statistics.mean(others):.2f} cores on "
