@@ -34,7 +34,7 @@
   var BASE = new URL(".", SCRIPT ? SCRIPT.src : window.location.href);
 
   // ---------------------------------------------------------------- preprocessing (MNIST-like)
-  var FRAME = 28, BOX = 20;
+  var FRAME = 28, BOX = 20, MNIST_CENTRE_OF_MASS = 14;  // as mnist_lessons.preprocess
 
   function roundHalfUp(x) { return Math.floor(x + 0.5); }
 
@@ -106,7 +106,8 @@
     }
     // 5. paste at the centre of a 28 x 28 frame
     var y0 = Math.floor((FRAME - h2) / 2), x0 = Math.floor((FRAME - w2) / 2);
-    // 6. centre of mass, in frame indices; shift so it lands on (13.5, 13.5), box kept inside
+    // 6. centre of mass, in frame indices; shift so it lands on (14, 14), where MNIST's digits
+    //    have theirs (preprocess.MNIST_CENTRE_OF_MASS), box kept inside
     var total = 0, sy = 0, sx = 0;
     for (i = 0; i < h2; i++) {
       for (j = 0; j < w2; j++) {
@@ -114,7 +115,7 @@
         total += v; sy += v * (y0 + i); sx += v * (x0 + j);
       }
     }
-    var cy = sy / total, cx = sx / total, centre = (FRAME - 1) / 2;
+    var cy = sy / total, cx = sx / total, centre = MNIST_CENTRE_OF_MASS;
     var dy = Math.min(Math.max(roundHalfUp(centre - cy), -y0), FRAME - h2 - y0);
     var dx = Math.min(Math.max(roundHalfUp(centre - cx), -x0), FRAME - w2 - x0);
     // 7. float32 out
