@@ -182,7 +182,7 @@ def fused_adam_update(optimizer, gradients, variables) -> None:
     ``w -= lr sqrt(1 - b2**t) / (1 - b1**t) * m / (sqrt(v) + eps)`` at step ``t``, on Keras's own
     ``m``, ``v`` and step counter, so the learning-rate schedule and a later ``apply_gradients``
     carry on from here. Keras runs each line as separate operations, each reading and writing
-    the whole variable (3.3 million numbers for the big layer); the fused kernel does all of it
+    the whole variable (3.2 million numbers for the big layer); the fused kernel does all of it
     in one pass, which takes less than half the time on a CPU (``benchmarks/profile_step.py``).
     Results agree with Keras's to float32 rounding (about 1e-7 relative per step).
 
