@@ -391,7 +391,8 @@ def shape_trace(model: ArticleCNN, x) -> list[tuple[str, tuple[int, ...]]]:
 def activation_scales(model: ArticleCNN, x) -> dict[str, float]:
     """Standard deviation of every stage's values for a batch ``x`` (dropout off).
 
-    With Glorot's initialisation the scale stays near 1 from layer to layer; with the article's
+    With Glorot's initialisation the scale drops at conv1 (to about a quarter of the input's,
+    chapter 4 prints it) and then stays roughly level; with the article's
     N(0, 1) weights it grows by roughly ``sqrt(fan_in)`` at each layer (25, then 800 inputs...),
     which is why its first losses are in the thousands or millions.
     """

@@ -20,11 +20,14 @@ def in_colab() -> bool:
 
 
 def set_seed(seed: int = 0) -> int:
-    """Seed Python's, NumPy's and TensorFlow's random generators in one call.
+    """Seed Python's, NumPy's and TensorFlow's global random generators in one call.
 
-    The same seed gives the same shuffles, the same initial weights and the same dropout masks,
-    so a chapter's figures repeat run after run on the same machine. (GPU kernels may still
-    differ in the last bits; see chapter 1.)
+    Those are what unseeded calls draw from (``tf.random.normal``, ``np.random.rand``,
+    ``tf.nn.dropout`` without a seed...), so a chapter's own random examples and figures repeat
+    run after run on the same machine. The course's network does not depend on it: its initial
+    weights, shuffles, shifts and dropout masks are keyed on ``Hyperparameters.seed`` (and
+    ``train`` seeds the global generators with it too). (GPU kernels may still differ in the
+    last bits; see chapter 1.)
 
     Args:
         seed: a non-negative integer.
@@ -124,7 +127,9 @@ def resolve_precision(precision: str = "auto") -> str:
     """``"float32"`` or ``"bfloat16"``: the compute type training uses for ``precision``.
 
     ``"auto"`` picks bfloat16 where :func:`has_fast_bfloat16` says the hardware has it. Weights
-    are always stored and updated in float32; only the multiplications run in bfloat16.
+    are always stored and updated in float32; in bfloat16 the convolution and FC layers (their
+    multiplications, biases, ReLUs and pooling) compute on bfloat16 copies, while dropout, the
+    output layer and the loss stay in float32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")

@@ -145,6 +145,15 @@ def test_colab_button_opens_this_chapters_notebook(browser, server, seen, chapte
     assert hrefs == [expected], "one Colab button, opening the reader edition of this chapter"
 
 
+MARKDOWN_PAGES = [p for p in PAGES if (ROOT / f"{p}.md").exists()]
+
+
+@pytest.mark.parametrize("page_name", MARKDOWN_PAGES)
+def test_markdown_pages_offer_no_colab_button(browser, server, seen, page_name):
+    """Only notebooks have a reader edition on the `colab` branch; Colab opens no .md file."""
+    assert _seen(seen, browser, server, page_name)["colab"] == []
+
+
 def test_solutions_start_hidden_and_open_on_click(browser, server):
     page, errors = _open(browser, f"{server}/book/ch06_the_convolutional_layer.html")
     solution = page.locator("div.solution.dropdown").first

@@ -1,7 +1,8 @@
 """Numbers that repeat: the same seed gives the same batches, masks, and weights.
 
-What "the same seed" promises (README, chapter 1): on the CPU, with the same library versions,
-a run repeats bit for bit, in float32 and in bfloat16. On a GPU, float32 matrix products stay
+What "the same seed" promises (README, chapter 1): on the same CPU machine, with the same
+library versions and thread settings, a run repeats bit for bit, in float32 and in bfloat16
+(measured by these tests; TensorFlow itself guarantees it only with op determinism enabled). On a GPU, float32 matrix products stay
 in full float32 (TensorFloat-32 is off after ``setup_course()``).
 """
 

@@ -9,6 +9,10 @@ Markdown that Colab renders, to the branch ``colab_launch_branch`` (``colab``) a
 has made it, and leaves everything else that reads ``repository.branch`` as it is (the repository
 and edit buttons, and the set-up cell of the source notebooks, which installs from ``main``).
 
+Pages written in MyST Markdown with code cells (``instructors.md``) get a launch button from the
+theme too, but the branch holds notebooks only, and Colab opens no ``.md`` file: their Colab
+button is removed (and the launch menu with it when nothing else is left in it).
+
 A Colab button whose address is not the theme's expected
 ``<colab_url>/github/<org>/<repo>/blob/<branch>/...`` is a warning (an error under ``-W``), so
 a theme update that changes it cannot silently send readers back to the source notebooks.
@@ -30,9 +34,22 @@ def _colab_buttons(context):
                     yield button
 
 
+def _drop_colab_buttons(context) -> None:
+    groups = context.get("header_buttons", [])
+    for group in groups:
+        if group.get("label") == "launch-buttons":
+            group["buttons"] = [b for b in group.get("buttons", [])
+                                if not (b.get("text") == "Colab" and b.get("type") == "link")]
+    context["header_buttons"] = [g for g in groups
+                                 if g.get("label") != "launch-buttons" or g.get("buttons")]
+
+
 def _point_colab_to_the_reader_edition(app, pagename, templatename, context, doctree):
     target = app.config.colab_launch_branch
     if not target:
+        return
+    if pagename in app.env.all_docs and not str(app.env.doc2path(pagename)).endswith(".ipynb"):
+        _drop_colab_buttons(context)  # no reader edition of a Markdown page: nothing to open
         return
     options = app.config.html_theme_options
     branch = options.get("repository_branch") or "master"

@@ -2,7 +2,7 @@
 
 The page "Inside the network, live" (book/live_network.md) runs the course network in the
 reader's browser (book/_static/live/live.js). Its weights are not committed: when an HTML build
-starts, this runs ``python -m mnist_lessons.tools.web_model --out DIR`` (int8 FC layer, manifest,
+starts, this runs ``python -m mnist_lessons.tools.web_model --out DIR`` (int4 FC layer, manifest,
 accuracies measured on the test set, a static figure) and puts ``DIR`` and ``book/_static`` on
 ``html_static_path``, so the files land in ``_build/html/_static/live/``.
 

@@ -14,7 +14,8 @@
  * The weights come from `python -m mnist_lessons.tools.web_model` (run by the book build,
  * book/_ext/live_panel.py): model.json says where each tensor lies in model.bin. The FC layer
  * is quantised to 4 bits (int4, two weights a byte) with one float32 scale per output unit, to
- * keep the page under 4 MB (model.json records the test accuracy this costs: none measurable);
+ * keep the page under 4 MB (model.json records the test accuracy this costs: for the course
+ * model of 2026-11-27, 99.49% against 99.50% in float32, one prediction of 10,000 changed);
  * the other layers are float32.
  *
  * The preprocessing (preprocess below) follows, step for step, the specification of the Python
