@@ -544,7 +544,8 @@ def plot_sliding_window(image: Any, kernel: Any, positions: Sequence[tuple[int, 
         r0, c0 = i * stride, j * stride
         row[0].add_patch(Rectangle((c0 - 0.5, r0 - 0.5), k.shape[1], k.shape[0], fill=False,
                                    edgecolor="tab:red", linewidth=2.5))
-        row[0].set_title(f"input, {padding} zero(s) of padding (grey)" if n == 0 else "")
+        row[0].set_title(f"input, {padding} zero{'' if padding == 1 else 's'} of padding (grey)"
+                         if n == 0 else "")
         _annotated_grid(row[1], k, cmap="Oranges")
         row[1].set_title("kernel" if n == 0 else "")
         done = np.full(out.shape, np.nan)
