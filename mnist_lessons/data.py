@@ -502,7 +502,8 @@ def one_hot(y: Any, n_classes: int = N_CLASSES) -> np.ndarray:
 
 
 class ShuffledBatches:
-    """Seeded mini-batches that cover every image exactly once per epoch.
+    """Seeded mini-batches that cover every image once per epoch (all but the leftover ones
+    with ``last_batch="drop"``).
 
     Today's replacement for the article's ``mnist.train.next_batch(batch_size)``. Each epoch
     draws a fresh permutation from the seeded generator. The last batch of an epoch is smaller

@@ -2,9 +2,10 @@
 
 Each ``check_*`` function takes the student's answer (usually a function), runs it on cases of
 its own, edge cases the exercise text does not show included, and prints a verdict: what passed,
-and for a wrong answer a hint about what is off. It never raises: a wrong type, ``None``, a
-function that raises or runs too long all get a clear message, so a checker cannot crash the
-notebook. The verdict is also returned (truthy when everything passed) for scripts and tests.
+and for a wrong answer a hint about what is off. It never raises for what the answer does: a
+wrong type, ``None``, a function that raises (``sys.exit()`` included) or runs too long all get
+a clear message, so a checker cannot crash the notebook. Only an interrupt (the notebook's stop
+button) stops a check, as it should. The verdict is also returned (truthy when everything passed) for scripts and tests.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def _call(fn: Callable, *args: Any) -> Any:
     if worker.is_alive():
         raise _TimedOut()
     if "error" in box:
+        if isinstance(box["error"], SystemExit):  # would end the check, not report on it
+            raise Wrong("your code called exit() or sys.exit(), which stops a program: return "
+                        "the value instead")
         raise box["error"]
     return box["value"]
 

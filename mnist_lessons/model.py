@@ -67,7 +67,8 @@ class Hyperparameters:
             as the article).
         precision: compute type of the training step: ``"float32"``, ``"bfloat16"`` (mixed
             precision: float32 weights, bfloat16 multiplications; on the 2-core AMX CPU the
-            README's benchmark measured, a step took 0.55-0.6 times as long as in float32) or ``"auto"`` (bfloat16 only where the hardware has it).
+            README's benchmark measured, a step took about 0.6 times as long as in float32,
+            0.57-0.62 across its runs) or ``"auto"`` (bfloat16 only where the hardware has it).
     """
 
     n_classes: int = N_CLASSES
@@ -152,7 +153,8 @@ CORRECTED_SETUP = Hyperparameters(epochs=2, lr_decay=1.0, init="glorot", seed=0)
 ADAM_ONE_EPOCH = Hyperparameters(epochs=1, learning_rate=1e-3, seed=0)
 SGD_ONE_EPOCH = Hyperparameters(epochs=1, learning_rate=0.05, seed=0)
 
-#: The benchmark's fast run to 99% test accuracy: a higher rate with cosine decay over 3 epochs.
+#: The benchmark's fast run to 99% validation accuracy (the test accuracy is measured once, at the
+#: end): a higher rate with cosine decay over 3 epochs.
 FAST_TO_99 = Hyperparameters(epochs=3, learning_rate=2e-3, lr_decay=0.02, seed=0)
 
 

@@ -275,7 +275,7 @@ class Progress:
     @staticmethod
     def line(epoch: int, epochs: int, step: int, steps: int, loss: float, rate: float,
              extra: str = "") -> str:
-        """``epoch 2/10 [=====.....] 120/469 steps  loss 0.0412  5,400 images/s``."""
+        """``epoch 2/10 [=====...............] 120/430 steps  loss 0.0412  5,400 images/s``."""
         width = 20
         done = int(width * step / max(1, steps))
         return (f"epoch {epoch}/{epochs} [{'=' * done}{'.' * (width - done)}] {step}/{steps} "

@@ -340,6 +340,13 @@ def test_a_function_that_crashes_or_returns_nothing_is_reported(capsys):
     assert_rejects(ex.check_stable_softmax, lambda z: None, "did you forget `return`", capsys)
 
 
+def test_an_answer_that_calls_sys_exit_is_reported_not_raised(capsys):
+    import sys
+
+    verdict, out = _verdict(ex.check_steps_per_epoch, lambda *a: sys.exit(3), capsys)
+    assert not verdict and "called exit() or sys.exit()" in out and "return the value" in out
+
+
 def test_a_slow_function_times_out_with_a_message_and_is_called_once(monkeypatch, capsys):
     """A call that runs past the limit keeps running in its thread; the check stops there (one
     wait and one stuck call for an endless loop, not one per case)."""

@@ -399,6 +399,13 @@ def test_values_cross_between_grader_and_kernel_with_their_type_and_every_bit():
     assert np.isnan(decode(json.loads(json.dumps(encode(float("nan"))))))
     copy = decode(json.loads(json.dumps(encode(generator))))
     assert copy.random() == generator.random()  # the same state, so the same next draw
+    for name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):  # states holding arrays too
+        original = np.random.Generator(getattr(np.random, name)(11))
+        original.random(5)
+        copy = decode(json.loads(json.dumps(encode(original))))
+        assert type(copy.bit_generator).__name__ == name
+        np.testing.assert_array_equal(copy.random(4), original.random(4), err_msg=name)
+        assert copy.integers(0, 2**62) == original.integers(0, 2**62), name
 
     class Answer:
         def __repr__(self):

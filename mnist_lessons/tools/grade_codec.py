@@ -57,6 +57,24 @@ def _array(a: np.ndarray) -> dict:
     return {"dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
 
 
+def _state_part(value: Any) -> Any:
+    """JSON for the arrays inside a bit generator's state (MT19937's key, Philox's counter...):
+    their dtype and values, integers written out in full so every bit survives."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+        return {"__array__": value.tolist(), "dtype": value.dtype.str}
+    raise ValueError(f"a random generator's state holds a {type(value).__name__}, which cannot "
+                     "be graded: use np.random.default_rng(seed)")
+
+
+def _state_array(obj: dict) -> Any:
+    if set(obj) == {"__array__", "dtype"}:
+        dtype = np.dtype(obj["dtype"])
+        if dtype.kind not in "iu":
+            raise ValueError(f"unexpected dtype {obj['dtype']!r} in a random generator's state")
+        return np.array(obj["__array__"], dtype=dtype)
+    return obj
+
+
 def encode(value: Any, callbacks: list[Callable] | None = None, _depth: int = 0) -> Any:
     """``value`` as JSON-ready data (see the module docstring).
 
@@ -81,7 +99,7 @@ def encode(value: Any, callbacks: list[Callable] | None = None, _depth: int = 0)
     if tensors and isinstance(value, tensors):
         return {"t": "tf", **_array(np.asarray(value.numpy()))}
     if isinstance(value, np.random.Generator):
-        return {"t": "rng", "state": json.dumps(value.bit_generator.state, default=str)}
+        return {"t": "rng", "state": json.dumps(value.bit_generator.state, default=_state_part)}
     if isinstance(value, (list, tuple)):
         if len(value) > MAX_ITEMS:
             raise ValueError(f"a {type(value).__name__} of {len(value):,} items is too long to grade")
@@ -132,7 +150,7 @@ def decode(data: Any, callback: Callable[[int], Callable] | None = None) -> Any:
 
         return tf.constant(_from_array(data))
     if kind == "rng":
-        state = json.loads(data["state"])
+        state = json.loads(data["state"], object_hook=_state_array)
         if state.get("bit_generator") not in BIT_GENERATORS:
             raise ValueError(f"unknown bit generator {str(state.get('bit_generator'))[:40]!r}")
         generator = np.random.Generator(getattr(np.random, state["bit_generator"])())

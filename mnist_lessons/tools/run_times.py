@@ -8,8 +8,9 @@ command below executes every page in a fresh kernel, times it, and writes ``run_
     python -m mnist_lessons.tools.run_times record
 
 It runs each page twice with the course's full settings: first with an empty model cache, as on
-a fresh Colab runtime, where the first chapter that needs the trained network trains it; then
-again with the cache that first run left, as on a machine where the network is already trained.
+a fresh Colab runtime, where a page trains the networks of its own comparisons (the course
+network ships with the package and is loaded, not trained); then again with the cache that
+first run left, where those networks are loaded too.
 Run on a CPU machine it records the ``cpu`` entry; on a GPU machine, the ``gpu`` entry. An entry
 that was never measured stays ``null`` and the page says so.
 """
