@@ -25,8 +25,9 @@ PROFILES = ("full", "ci")
 # The CI profile trains every run for this many steps (a tenth of an epoch): enough for the
 # loss to fall and for the Glorot-initialised setups to pass 85% (validation accuracy measured
 # at 40 steps on 2026-11-27: 88.5% with the course settings, 93.6% with the corrected setup;
-# the article's setup, N(0, 1) weights and dropout left on when measuring, 59.0%), in seconds. It checks that the pages run,
-# not what they measure (the published book trains with the full settings).
+# the article's setup, N(0, 1) weights and dropout left on when measuring, 59.0%), in seconds.
+# It checks that the pages run, not what they measure (the published book trains with the full
+# settings).
 CI_TRAIN_STEPS = 40
 # A learning-rate sweep trains one short run per rate: this many steps each, at this many rates
 # per optimizer (log-spaced), in the full and the CI profile.

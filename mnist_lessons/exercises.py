@@ -5,7 +5,8 @@ its own, edge cases the exercise text does not show included, and prints a verdi
 and for a wrong answer a hint about what is off. It never raises for what the answer does: a
 wrong type, ``None``, a function that raises (``sys.exit()`` included) or runs too long all get
 a clear message, so a checker cannot crash the notebook. Only an interrupt (the notebook's stop
-button) stops a check, as it should. The verdict is also returned (truthy when everything passed) for scripts and tests.
+button) stops a check, as it should. The verdict is also returned (truthy when everything
+passed) for scripts and tests.
 """
 
 from __future__ import annotations
